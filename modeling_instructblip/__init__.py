@@ -1,0 +1,15 @@
+"""InstructBLIP, Hub-native: config, model and processor classes.
+
+The files in this folder that a saved model's `config.json` names in `auto_map` (and their sibling
+imports) are copied into every saved model folder, so `trust_remote_code=True` loads them.
+"""
+
+from .configuration_instructblip import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig
+from .modeling_instructblip import InstructBlipForConditionalGeneration
+
+__all__ = [
+    "InstructBlipConfig",
+    "InstructBlipForConditionalGeneration",
+    "InstructBlipQFormerConfig",
+    "InstructBlipVisionConfig",
+]

@@ -1,0 +1,161 @@
+"""InstructBLIP configuration: vision tower, instruction-aware Q-Former, and any transformers LLM.
+
+Ships to the Hub with the model (`trust_remote_code`): absolute `transformers` imports only.
+Field names match transformers' `InstructBlipConfig`, so a `config.json` written by transformers
+(`model_type: instructblip`, e.g. a Salesforce/instructblip-* snapshot) loads into these classes.
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+# transformers' own model types, which we read (and rewrite to ours) when loading its checkpoints
+TRANSFORMERS_MODEL_TYPES = {
+    "instructblip": "instructblip_hub",
+    "instructblip_vision_model": "instructblip_hub_vision",
+    "instructblip_qformer": "instructblip_hub_qformer",
+}
+
+
+class InstructBlipVisionConfig(PreTrainedConfig):
+    r"""The paper's EVA-CLIP ViT-g/14 (penultimate layer: 39 of its 40 blocks), by default.
+
+    `qkv_bias` gives the query and value projections a bias and the key none, as EVA does.
+    """
+
+    model_type = "instructblip_hub_vision"
+    base_config_key = "vision_config"
+
+    hidden_size: int = 1408
+    intermediate_size: int = 6144
+    num_hidden_layers: int = 39
+    num_attention_heads: int = 16
+    image_size: int = 224
+    patch_size: int = 14
+    num_channels: int = 3
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-6
+    attention_dropout: float = 0.0
+    initializer_range: float = 1e-10
+    qkv_bias: bool = True
+
+
+class InstructBlipQFormerConfig(PreTrainedConfig):
+    r"""The Q-Former (bert-base-uncased sized). Cross-attention to the image in every
+    `cross_attention_frequency`-th layer, keys and values projected from `encoder_hidden_size`."""
+
+    model_type = "instructblip_hub_qformer"
+    base_config_key = "qformer_config"
+
+    vocab_size: int = 30523
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    cross_attention_frequency: int = 2
+    encoder_hidden_size: int = 1408
+
+
+class InstructBlipConfig(PreTrainedConfig):
+    r"""
+    Args:
+        vision_config: the EVA ViT's settings (a dict or [`InstructBlipVisionConfig`]), or any vision
+            tower transformers can build, named by its `model_type` (`clip_vision_model`,
+            `siglip_vision_model`, ...). For such a tower, `vision_feature_layer` picks the hidden
+            state the Q-Former attends to, and a trainable LayerNorm follows it (LAVIS's `ln_vision`).
+        qformer_config: the Q-Former's settings.
+        text_config: any causal LM (llama, mistral, qwen2, opt, gpt2, ...) or encoder-decoder (t5)
+            config transformers can build; `model_type` picks it.
+        num_query_tokens: learned queries, hence visual tokens per image (per frame for video).
+        image_token_index: id of the `<image>` placeholder in the LLM vocabulary; the processor
+            puts `num_query_tokens` of them at the front of the LLM input, the model writes the
+            projected query outputs there.
+        vision_feature_layer: hidden-state index taken from a non-EVA vision tower (-1: last).
+    """
+
+    model_type = "instructblip_hub"
+    attribute_map = {"image_token_id": "image_token_index"}
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(config_class=InstructBlipVisionConfig),
+        "qformer_config": SubConfigSpec(config_class=InstructBlipQFormerConfig),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    qformer_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    num_query_tokens: int = 32
+    image_token_index: int | None = None
+    vision_feature_layer: int = -1
+    initializer_factor: float = 1.0
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        self.vision_config = _vision_config_from(self.vision_config)
+        if isinstance(self.qformer_config, dict):
+            self.qformer_config = {k: v for k, v in self.qformer_config.items() if k != "model_type"}
+        kwargs.pop("use_decoder_only_language_model", None)  # derived below, never trusted from a file
+        super().__post_init__(**kwargs)
+        self.qformer_config.encoder_hidden_size = self.vision_config.hidden_size
+
+    @property
+    def use_decoder_only_language_model(self) -> bool:
+        return not getattr(self.text_config, "is_encoder_decoder", False)
+
+    @property
+    def uses_eva_vision(self) -> bool:
+        return isinstance(self.vision_config, InstructBlipVisionConfig)
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        return convert_transformers_config_dict(config_dict), kwargs
+
+    def to_dict(self):
+        output = super().to_dict()
+        output["use_decoder_only_language_model"] = self.use_decoder_only_language_model
+        return output
+
+
+def _vision_config_from(vision_config):
+    """A dict names its tower by `model_type`: ours (the default) or one transformers can build."""
+    if vision_config is None or isinstance(vision_config, PreTrainedConfig):
+        return vision_config
+    if not isinstance(vision_config, dict):
+        raise TypeError(f"`vision_config` must be a dict or a PreTrainedConfig, got {type(vision_config).__name__}")
+    vision_config = dict(vision_config)
+    model_type = vision_config.pop("model_type", InstructBlipVisionConfig.model_type)
+    if TRANSFORMERS_MODEL_TYPES.get(model_type, model_type) == InstructBlipVisionConfig.model_type:
+        return InstructBlipVisionConfig(**vision_config)
+    try:
+        return AutoConfig.for_model(model_type, **vision_config)
+    except ValueError as err:
+        raise ValueError(
+            f"`vision_config.model_type` is {model_type!r}: expected {InstructBlipVisionConfig.model_type!r} "
+            "(the paper's EVA ViT) or a vision model type transformers knows (e.g. 'clip_vision_model', "
+            "'siglip_vision_model')"
+        ) from err
+
+
+def convert_transformers_config_dict(config_dict: dict) -> dict:
+    """Rewrite a transformers `instructblip` config dict to our model types (no-op for ours)."""
+    if config_dict.get("model_type") != "instructblip":
+        return config_dict
+    config_dict = dict(config_dict, model_type=TRANSFORMERS_MODEL_TYPES["instructblip"])
+    for key in ("vision_config", "qformer_config"):
+        sub = config_dict.get(key)
+        if isinstance(sub, dict) and sub.get("model_type") in TRANSFORMERS_MODEL_TYPES:
+            config_dict[key] = dict(sub, model_type=TRANSFORMERS_MODEL_TYPES[sub["model_type"]])
+    # transformers' model class names do not apply to ours; auto_map is set when we save
+    config_dict.pop("architectures", None)
+    return config_dict
+
+
+__all__ = ["InstructBlipConfig", "InstructBlipQFormerConfig", "InstructBlipVisionConfig"]

@@ -1,0 +1,862 @@
+"""InstructBLIP: a frozen vision tower, an instruction-aware Q-Former, a projection, a frozen LLM.
+
+Ships to the Hub with the saved model (`trust_remote_code`): absolute `transformers` imports and
+sibling-relative imports only. State-dict names are those of transformers'
+`InstructBlipForConditionalGeneration`, so the published Salesforce/instructblip-* safetensors load
+without renaming. Read top to bottom in the order data flows: vision tower -> Q-Former -> model.
+"""
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_instructblip import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig
+
+
+AUTO_MAP = {
+    "AutoConfig": "configuration_instructblip.InstructBlipConfig",
+    "AutoModel": "modeling_instructblip.InstructBlipForConditionalGeneration",
+    "AutoModelForImageTextToText": "modeling_instructblip.InstructBlipForConditionalGeneration",
+}
+
+
+@dataclass
+class InstructBlipImageFeatures(ModelOutput):
+    r"""
+    language_model_inputs (`[batch, num_frames * num_query_tokens, text_hidden]`): the visual tokens
+        written into the LLM input (frames of a video concatenated along the sequence).
+    query_output (`[batch * num_frames, num_query_tokens, qformer_hidden]`): the Q-Former's query outputs.
+    image_embeds (`[batch * num_frames, num_patches (+1), vision_hidden]`): the vision tower's features
+        after the trainable LayerNorm, which the Q-Former cross-attends to.
+    """
+
+    language_model_inputs: torch.FloatTensor | None = None
+    query_output: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class InstructBlipForConditionalGenerationModelOutput(ModelOutput):
+    r"""
+    loss: language-modelling loss over the supervised (label != -100) positions.
+    logits: the LLM's logits (decoder logits for encoder-decoder LLMs).
+    image_features: [`InstructBlipImageFeatures`] of the images in the batch.
+    language_model_outputs: the LLM's own output (past_key_values, hidden states, ...).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    image_features: InstructBlipImageFeatures | None = None
+    language_model_outputs: ModelOutput | None = None
+
+
+@dataclass
+class InstructBlipRankingOutput(ModelOutput):
+    r"""
+    sum_logprobs (`[batch, num_candidates]`): log-likelihood of each candidate (its tokens and EOS), summed;
+        `-inf` for absent candidates (all-zero mask rows).
+    num_tokens (`[batch, num_candidates]`): scored tokens per candidate.
+    mean_logprobs (`[batch, num_candidates]`): `sum_logprobs / num_tokens` (length-normalised).
+    """
+
+    sum_logprobs: torch.FloatTensor | None = None
+    num_tokens: torch.LongTensor | None = None
+    mean_logprobs: torch.FloatTensor | None = None
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """softmax(QK^T * scaling + mask) V for [batch, heads, seq, head_dim] inputs; returns [batch, seq, heads, head_dim]."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def _attention_function(config) -> Callable:
+    return ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)
+
+
+def _padding_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """[batch, keys] 1/0 mask -> additive [batch, 1, 1, keys] mask, or None when nothing is padded."""
+    if mask is None or bool(mask.all()):
+        return None
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+# ---------------------------------------------------------------------------------------------
+# Vision tower: EVA-CLIP ViT (CLS + patches, pre-LN blocks, q/v-bias attention, no final norm)
+# ---------------------------------------------------------------------------------------------
+
+
+class InstructBlipVisionEmbeddings(nn.Module):
+    def __init__(self, config: InstructBlipVisionConfig):
+        super().__init__()
+        self.config = config
+        self.patch_size = config.patch_size
+        self.class_embedding = nn.Parameter(torch.randn(1, 1, config.hidden_size))
+        self.patch_embedding = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+        num_positions = (config.image_size // config.patch_size) ** 2 + 1
+        self.position_embedding = nn.Parameter(torch.randn(1, num_positions, config.hidden_size))
+
+    def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
+        """Bicubic resize of the patch position grid to `height x width` pixels; the CLS position is kept."""
+        num_positions = self.position_embedding.shape[1] - 1
+        grid = int(num_positions**0.5)
+        new_h, new_w = height // self.patch_size, width // self.patch_size
+        if new_h == grid and new_w == grid:
+            return self.position_embedding
+        dim = self.position_embedding.shape[-1]
+        patch_pos = self.position_embedding[:, 1:].reshape(1, grid, grid, dim).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos, size=(new_h, new_w), mode="bicubic", align_corners=False)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, -1, dim)
+        return torch.cat([self.position_embedding[:, :1], patch_pos], dim=1)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[batch, channels, height, width] -> [batch, 1 + patches, hidden]. Other image sizes than the
+        config's interpolate the position embedding (the grid must still divide by the patch size)."""
+        batch_size, _, height, width = pixel_values.shape
+        dtype = self.patch_embedding.weight.dtype
+        patches = self.patch_embedding(pixel_values.to(dtype)).flatten(2).transpose(1, 2)
+        cls = self.class_embedding.expand(batch_size, 1, -1).to(dtype)
+        embeddings = torch.cat([cls, patches], dim=1)
+        return embeddings + self.interpolate_pos_encoding(height, width).to(dtype)
+
+
+class InstructBlipAttention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection (EVA: bias on q and v, the key's is zero)."""
+
+    def __init__(self, config: InstructBlipVisionConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        if self.head_dim * self.num_heads != config.hidden_size:
+            raise ValueError(
+                f"vision_config.hidden_size ({config.hidden_size}) must be divisible by "
+                f"num_attention_heads ({config.num_attention_heads})"
+            )
+        self.scale = self.head_dim**-0.5
+        self.is_causal = False
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.projection = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch_size, seq_len, hidden = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(batch_size, seq_len, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        attn_output, _ = _attention_function(self.config)(
+            self,
+            query,
+            key,
+            value,
+            attention_mask=None,
+            dropout=self.config.attention_dropout if self.training else 0.0,
+            scaling=self.scale,
+        )
+        return self.projection(attn_output.reshape(batch_size, seq_len, hidden))
+
+
+class InstructBlipMLP(nn.Module):
+    def __init__(self, config: InstructBlipVisionConfig):
+        super().__init__()
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class InstructBlipEncoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config: InstructBlipVisionConfig):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = InstructBlipAttention(config)
+        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = InstructBlipMLP(config)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states))
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+
+
+class InstructBlipEncoder(nn.Module):
+    def __init__(self, config: InstructBlipVisionConfig):
+        super().__init__()
+        self.layers = nn.ModuleList([InstructBlipEncoderLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            hidden_states = layer(hidden_states)
+        return hidden_states
+
+
+class InstructBlipVisionModel(nn.Module):
+    """The EVA ViT and the LayerNorm after it (`post_layernorm`, LAVIS's trainable `ln_vision`)."""
+
+    def __init__(self, config: InstructBlipVisionConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = InstructBlipVisionEmbeddings(config)
+        self.encoder = InstructBlipEncoder(config)
+        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Features before `post_layernorm`: [batch, 1 + patches, hidden]."""
+        return self.encoder(self.embeddings(pixel_values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Q-Former: BERT layers over [query tokens ; instruction tokens], queries cross-attend to the image
+# ---------------------------------------------------------------------------------------------
+
+
+class InstructBlipQFormerEmbeddings(nn.Module):
+    """Word + absolute position embeddings for the instruction only; the queries get none. One shared
+    LayerNorm and dropout over [queries ; instruction]."""
+
+    def __init__(self, config: InstructBlipQFormerConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
+
+    def forward(self, input_ids: torch.LongTensor | None, query_embeds: torch.Tensor) -> torch.Tensor:
+        if input_ids is not None and input_ids.shape[1] > 0:
+            seq_len = input_ids.shape[1]
+            if seq_len > self.position_ids.shape[1]:
+                raise ValueError(
+                    f"qformer_input_ids has {seq_len} tokens; the Q-Former has {self.position_ids.shape[1]} positions"
+                )
+            text = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids[:, :seq_len])
+            embeddings = torch.cat([query_embeds.to(text.dtype), text], dim=1)
+        else:
+            embeddings = query_embeds
+        embeddings = embeddings.to(self.layernorm.weight.dtype)
+        return self.dropout(self.layernorm(embeddings))
+
+
+class InstructBlipQFormerMultiHeadAttention(nn.Module):
+    def __init__(self, config: InstructBlipQFormerConfig, is_cross_attention: bool = False):
+        super().__init__()
+        self.config = config
+        if config.hidden_size % config.num_attention_heads != 0:
+            raise ValueError(
+                f"qformer_config.hidden_size ({config.hidden_size}) must be divisible by "
+                f"num_attention_heads ({config.num_attention_heads})"
+            )
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        kv_size = config.encoder_hidden_size if is_cross_attention else config.hidden_size
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(kv_size, config.hidden_size)
+        self.value = nn.Linear(kv_size, config.hidden_size)
+
+    def forward(self, hidden_states, key_value_states, attention_mask=None):
+        """Queries from `hidden_states` [batch, q_len, hidden], keys/values from `key_value_states`."""
+        batch_size, q_len, _ = hidden_states.shape
+        kv_len = key_value_states.shape[1]
+        query = self.query(hidden_states).view(batch_size, q_len, -1, self.head_dim).transpose(1, 2)
+        key = self.key(key_value_states).view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
+        value = self.value(key_value_states).view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
+        attn_output, _ = _attention_function(self.config)(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        return attn_output.reshape(batch_size, q_len, -1)
+
+
+class InstructBlipQFormerSelfOutput(nn.Module):
+    def __init__(self, config: InstructBlipQFormerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class InstructBlipQFormerAttention(nn.Module):
+    def __init__(self, config: InstructBlipQFormerConfig, is_cross_attention: bool = False):
+        super().__init__()
+        self.attention = InstructBlipQFormerMultiHeadAttention(config, is_cross_attention)
+        self.output = InstructBlipQFormerSelfOutput(config)
+
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None):
+        key_value_states = hidden_states if key_value_states is None else key_value_states
+        return self.output(self.attention(hidden_states, key_value_states, attention_mask), hidden_states)
+
+
+class InstructBlipQFormerIntermediate(nn.Module):
+    def __init__(self, config: InstructBlipQFormerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class InstructBlipQFormerOutput(nn.Module):
+    def __init__(self, config: InstructBlipQFormerConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class InstructBlipQFormerLayer(GradientCheckpointingLayer):
+    """Bidirectional self-attention over [queries ; text]; cross-attention for the queries in every
+    `cross_attention_frequency`-th layer; separate feed-forward blocks for queries and text."""
+
+    def __init__(self, config: InstructBlipQFormerConfig, layer_idx: int):
+        super().__init__()
+        self.attention = InstructBlipQFormerAttention(config)
+        self.has_cross_attention = layer_idx % config.cross_attention_frequency == 0
+        if self.has_cross_attention:
+            self.crossattention = InstructBlipQFormerAttention(config, is_cross_attention=True)
+        self.intermediate = InstructBlipQFormerIntermediate(config)
+        self.output = InstructBlipQFormerOutput(config)
+        self.intermediate_query = InstructBlipQFormerIntermediate(config)
+        self.output_query = InstructBlipQFormerOutput(config)
+
+    def forward(self, hidden_states, attention_mask, encoder_hidden_states, query_length: int, queries_only=False):
+        """`queries_only` (the last layer): the text positions' outputs are never used, so only the
+        queries attend and only they go through a feed-forward block; returns [batch, query_length, hidden]."""
+        attention_input = hidden_states[:, :query_length] if queries_only else hidden_states
+        attention_output = self.attention(attention_input, hidden_states, attention_mask)
+        queries = attention_output[:, :query_length]
+        if self.has_cross_attention:
+            queries = self.crossattention(queries, encoder_hidden_states)
+        queries = self.output_query(self.intermediate_query(queries), queries)
+        if queries_only or attention_output.shape[1] == query_length:
+            return queries
+        text = attention_output[:, query_length:]
+        text = self.output(self.intermediate(text), text)
+        return torch.cat([queries, text], dim=1)
+
+
+class InstructBlipQFormerEncoder(nn.Module):
+    def __init__(self, config: InstructBlipQFormerConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([InstructBlipQFormerLayer(config, i) for i in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states, attention_mask, encoder_hidden_states, query_length):
+        last = len(self.layer) - 1
+        for i, layer in enumerate(self.layer):
+            # encoder_hidden_states positional: gradient checkpointing passes keyword arguments through
+            # unchanged but needs tensors that may carry gradients as positional ones
+            hidden_states = layer(
+                hidden_states, attention_mask, encoder_hidden_states, query_length=query_length, queries_only=i == last
+            )
+        return hidden_states
+
+
+class InstructBlipQFormerModel(nn.Module):
+    def __init__(self, config: InstructBlipQFormerConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = InstructBlipQFormerEmbeddings(config)
+        self.encoder = InstructBlipQFormerEncoder(config)
+
+    def forward(self, query_embeds, input_ids, attention_mask, encoder_hidden_states):
+        """
+        query_embeds: [batch, num_query_tokens, hidden]; input_ids / attention_mask: [batch, text_len]
+        (the instruction, BERT-tokenized); encoder_hidden_states: [batch, image_tokens, encoder_hidden].
+        Returns the queries' last hidden state, [batch, num_query_tokens, hidden].
+        """
+        query_length = query_embeds.shape[1]
+        embeddings = self.embeddings(input_ids, query_embeds)
+        mask = None
+        if input_ids is not None and attention_mask is not None:
+            query_mask = attention_mask.new_ones(attention_mask.shape[0], query_length)
+            mask = _padding_mask(torch.cat([query_mask, attention_mask], dim=1), embeddings.dtype)
+        return self.encoder(embeddings, mask, encoder_hidden_states.to(embeddings.dtype), query_length)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+class InstructBlipPreTrainedModel(PreTrainedModel):
+    config: InstructBlipConfig
+    config_class = InstructBlipConfig
+    base_model_prefix = "instructblip"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    _keep_in_fp32_modules = ["query_tokens"]
+    _no_split_modules = [
+        "InstructBlipEncoderLayer",
+        "InstructBlipQFormerLayer",
+        "InstructBlipQFormerEmbeddings",
+    ]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, InstructBlipVisionEmbeddings):
+            init.trunc_normal_(module.position_embedding, mean=0.0, std=std)
+            init.trunc_normal_(module.class_embedding, mean=0.0, std=std)
+        elif isinstance(module, InstructBlipForConditionalGeneration):
+            init.normal_(module.query_tokens, mean=0.0, std=std)  # the paper's N(0, 0.02)
+        elif isinstance(module, InstructBlipQFormerEmbeddings):
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+
+
+class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, GenerationMixin):
+    """Image(s) or video + instruction -> text, with the paper's instruction-aware visual features.
+
+    Inputs follow transformers' `InstructBlipForConditionalGeneration`: the processor puts
+    `num_query_tokens` `<image>` placeholders (times the number of frames for a video) at the front
+    of `input_ids`, and the model writes the projected query outputs into those positions.
+    """
+
+    def __init__(self, config: InstructBlipConfig):
+        super().__init__(config)
+        # transformers resolves the attention implementation per PreTrainedModel; our vision tower and
+        # Q-Former are plain modules, so their configs take the resolved top-level choice
+        own_configs = [config.qformer_config] + ([config.vision_config] if config.uses_eva_vision else [])
+        for sub_config in own_configs:
+            if sub_config._attn_implementation is None:
+                sub_config._attn_implementation_internal = config._attn_implementation or "sdpa"
+        if config.uses_eva_vision:
+            self.vision_model = InstructBlipVisionModel(config.vision_config)
+        else:
+            self.vision_model = AutoModel.from_config(config.vision_config)
+            # LAVIS's `ln_vision` after a foreign tower; the EVA tower keeps it as `post_layernorm`
+            eps = getattr(config.vision_config, "layer_norm_eps", 1e-6)
+            self.vision_layernorm = nn.LayerNorm(config.vision_config.hidden_size, eps=eps)
+        self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
+        self.qformer = InstructBlipQFormerModel(config.qformer_config)
+        self.language_projection = nn.Linear(config.qformer_config.hidden_size, config.text_config.hidden_size)
+        if config.use_decoder_only_language_model:
+            self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        else:
+            self.language_model = AutoModelForSeq2SeqLM.from_config(config.text_config)
+        self._frozen_modules_in_eval = False
+        self.post_init()
+
+    # -- plumbing the LLM's embeddings and generation through ------------------------------------
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, new_embeddings):
+        self.language_model.set_output_embeddings(new_embeddings)
+
+    def get_encoder(self, modality=None):
+        return self.language_model.get_encoder() if modality is None else super().get_encoder(modality=modality)
+
+    def get_decoder(self):
+        return self.language_model.get_decoder()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # both Auto classes resolve to this class; register_for_auto_class records only one
+        self.config.auto_map = dict(AUTO_MAP)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    # -- training semantics -------------------------------------------------------------------------
+
+    def _trainable_vision_norm(self) -> nn.LayerNorm:
+        return self.vision_model.post_layernorm if self.config.uses_eva_vision else self.vision_layernorm
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        vision = self.vision_model
+        frozen_vision = [vision.embeddings, vision.encoder] if self.config.uses_eva_vision else [vision]
+        return [*frozen_vision, self.language_model]
+
+    def freeze_for_instruction_tuning(self, keep_frozen_in_eval: bool = True, train_language_model=False):
+        """Freeze what the paper freezes: the vision tower and the LLM. The Q-Former, the query tokens,
+        the projection and the LayerNorm after the vision tower train. With `keep_frozen_in_eval`, the
+        frozen towers stay in eval mode (no dropout) whenever the model is put in train mode.
+        `train_language_model=True` leaves the LLM's `requires_grad` flags alone (for LoRA adapters)."""
+        for param in self.parameters():
+            param.requires_grad = True
+        for module in self._frozen_modules():
+            if module is self.language_model and train_language_model:
+                continue
+            module.requires_grad_(False)
+        self._frozen_modules_in_eval = keep_frozen_in_eval
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and getattr(self, "_frozen_modules_in_eval", False):
+            for module in self._frozen_modules():
+                module.eval()
+        return self
+
+    # -- visual features ------------------------------------------------------------------------------
+
+    def get_vision_features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        """The frozen vision tower's output, before the trainable LayerNorm: [images, tokens, vision_hidden].
+
+        `pixel_values` is [batch, 3, H, W] or, for video, [batch, frames, 3, H, W] (flattened to
+        batch * frames images). No autograd graph is kept when no tower parameter needs a gradient.
+        Reuse the result across prompts about the same image via `vision_features=` (forward,
+        `generate`, `rank_candidates`). `interpolate_pos_encoding` is accepted for transformers
+        compatibility: other image sizes are always interpolated.
+        """
+        if pixel_values.dim() == 5:
+            pixel_values = pixel_values.flatten(0, 1)
+        if pixel_values.dim() != 4:
+            raise ValueError(
+                "pixel_values must be [batch, channels, height, width] or, for video, "
+                f"[batch, frames, channels, height, width]; got shape {tuple(pixel_values.shape)}"
+            )
+        frozen = self._frozen_modules()[:-1]
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for m in frozen for p in m.parameters())
+        with torch.set_grad_enabled(needs_grad):
+            if self.config.uses_eva_vision:
+                return self.vision_model(pixel_values)
+            outputs = self.vision_model(pixel_values=pixel_values, output_hidden_states=True)
+            return outputs.hidden_states[self.config.vision_feature_layer]
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.LongTensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        vision_features: torch.Tensor | None = None,
+        num_frames: int | None = None,
+    ) -> InstructBlipImageFeatures:
+        """Images (or video frames) + instruction -> visual tokens for the LLM.
+
+        Every frame of a video goes through the Q-Former with the same instruction; the frames'
+        query outputs are concatenated along the sequence ([batch, frames * num_query_tokens, hidden]).
+        """
+        if vision_features is None:
+            if pixel_values is None:
+                raise ValueError("Pass `pixel_values` (or precomputed `vision_features`)")
+            num_frames = pixel_values.shape[1] if pixel_values.dim() == 5 else 1
+            vision_features = self.get_vision_features(pixel_values)
+        num_frames = num_frames or 1
+        image_embeds = self._trainable_vision_norm()(vision_features)
+        num_images = image_embeds.shape[0]
+        if qformer_input_ids is not None and num_frames > 1:
+            qformer_input_ids = qformer_input_ids.repeat_interleave(num_frames, dim=0)
+            if qformer_attention_mask is not None:
+                qformer_attention_mask = qformer_attention_mask.repeat_interleave(num_frames, dim=0)
+        if qformer_input_ids is not None and qformer_input_ids.shape[0] != num_images:
+            raise ValueError(
+                f"qformer_input_ids has {qformer_input_ids.shape[0]} rows for {num_images // num_frames} images"
+            )
+        if qformer_input_ids is not None and qformer_attention_mask is None:
+            qformer_attention_mask = torch.ones_like(qformer_input_ids)
+        query_tokens = self.query_tokens.expand(num_images, -1, -1)
+        query_output = self.qformer(query_tokens, qformer_input_ids, qformer_attention_mask, image_embeds)
+        language_model_inputs = self.language_projection(query_output)
+        batch_size = num_images // num_frames
+        language_model_inputs = language_model_inputs.reshape(batch_size, -1, language_model_inputs.shape[-1])
+        return InstructBlipImageFeatures(
+            language_model_inputs=language_model_inputs, query_output=query_output, image_embeds=image_embeds
+        )
+
+    def _merge_visual_tokens(self, input_ids, inputs_embeds, language_model_inputs):
+        """Write the visual tokens into the `<image>` placeholder positions of the LLM input."""
+        if self.config.image_token_index is None:
+            raise ValueError(
+                "config.image_token_index is not set: it must name the `<image>` placeholder id in the LLM "
+                "vocabulary (the processor adds the token and reports its id as `processor.image_token_id`)"
+            )
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("Pass `input_ids` (with the `<image>` placeholders) or `inputs_embeds`")
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        if input_ids is not None:
+            mask = input_ids == self.config.image_token_index
+        else:
+            image_embedding = self.get_input_embeddings()(
+                torch.tensor(self.config.image_token_index, device=inputs_embeds.device)
+            )
+            mask = (inputs_embeds == image_embedding).all(-1)
+        found, expected = mask.sum(-1), language_model_inputs.shape[1]
+        if not bool((found == expected).all()):
+            raise ValueError(
+                f"Each sample needs {expected} `<image>` placeholder tokens (num_query_tokens x frames) in "
+                f"input_ids, found {found.tolist()}; build inputs with the processor, passing the same images"
+            )
+        visual = language_model_inputs.to(inputs_embeds.device, inputs_embeds.dtype)
+        return inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), visual)
+
+    # -- forward, loss --------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.LongTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        vision_features: torch.Tensor | None = None,
+        num_frames: int | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> InstructBlipForConditionalGenerationModelOutput:
+        r"""
+        pixel_values: [batch, 3, H, W], or [batch, frames, 3, H, W] for video.
+        qformer_input_ids / qformer_attention_mask: [batch, qformer_len], the instruction for the Q-Former.
+        input_ids / attention_mask: [batch, seq], the LLM input with the `<image>` placeholders.
+        labels: decoder-only: [batch, seq] aligned with `input_ids` (-100 where unsupervised), shifted
+            inside; encoder-decoder: [batch, target_len] decoder targets.
+        num_items_in_batch: supervised tokens across the whole (accumulated) batch; the loss is then
+            a sum over this batch divided by it, so gradient accumulation weighs every token equally.
+        """
+        image_features = self.get_image_features(
+            pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features, num_frames=num_frames
+        )
+        inputs_embeds = self._merge_visual_tokens(input_ids, inputs_embeds, image_features.language_model_inputs)
+        if attention_mask is None:
+            attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+
+        if self.config.use_decoder_only_language_model:
+            outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+            loss = None
+            if labels is not None:
+                loss = self._lm_loss(outputs.logits[:, :-1], labels[:, 1:], num_items_in_batch)
+        else:
+            if decoder_input_ids is None and labels is not None:
+                decoder_input_ids = self.language_model._shift_right(labels)
+            outputs = self.language_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+                **kwargs,
+            )
+            loss = None if labels is None else self._lm_loss(outputs.logits, labels, num_items_in_batch)
+
+        return InstructBlipForConditionalGenerationModelOutput(
+            loss=loss, logits=outputs.logits, image_features=image_features, language_model_outputs=outputs
+        )
+
+    @staticmethod
+    def _lm_loss(logits, labels, num_items_in_batch=None):
+        labels = labels.to(logits.device)
+        loss = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+        )
+        if num_items_in_batch is None:
+            num_items_in_batch = (labels != -100).sum()
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(loss.device)
+        return loss / num_items_in_batch
+
+    # -- generation ------------------------------------------------------------------------------------
+
+    def _language_model_inputs(
+        self,
+        pixel_values,
+        qformer_input_ids,
+        qformer_attention_mask,
+        input_ids,
+        attention_mask,
+        inputs_embeds,
+        vision_features,
+        num_frames,
+    ):
+        image_features = self.get_image_features(
+            pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features, num_frames=num_frames
+        )
+        visual = image_features.language_model_inputs
+        if inputs_embeds is None and input_ids is None:
+            start = [self.config.image_token_index] * visual.shape[1]
+            bos = self.config.text_config.bos_token_id
+            if self.config.use_decoder_only_language_model and bos is not None:
+                start.append(bos)
+            input_ids = torch.tensor([start], dtype=torch.long, device=visual.device).repeat(visual.shape[0], 1)
+        inputs_embeds = self._merge_visual_tokens(input_ids, inputs_embeds, visual)
+        if attention_mask is None:
+            attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+        return input_ids, inputs_embeds, attention_mask
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.LongTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        vision_features: torch.Tensor | None = None,
+        num_frames: int | None = None,
+        **generate_kwargs,
+    ) -> torch.LongTensor:
+        """Generate with the LLM from [visual tokens ; prompt]. Decoder-only LLMs return the prompt ids
+        followed by the answer (as transformers does); encoder-decoder LLMs return the decoder ids.
+        Decoding settings come from `self.generation_config` unless given here."""
+        input_ids, inputs_embeds, attention_mask = self._language_model_inputs(
+            pixel_values,
+            qformer_input_ids,
+            qformer_attention_mask,
+            input_ids,
+            attention_mask,
+            inputs_embeds,
+            vision_features,
+            num_frames,
+        )
+        inputs = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
+        if self.config.use_decoder_only_language_model:
+            inputs["input_ids"] = input_ids
+        generation_config = generate_kwargs.pop("generation_config", None) or self.generation_config
+        generation_config = copy.deepcopy(generation_config)
+        model_kwargs = generation_config.update(**generate_kwargs)  # returns what is not a decoding setting
+        return self.language_model.generate(**inputs, generation_config=generation_config, **model_kwargs)
+
+    # -- candidate ranking -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def rank_candidates(
+        self,
+        candidate_input_ids,
+        candidate_attention_mask=None,
+        pixel_values: torch.Tensor | None = None,
+        qformer_input_ids: torch.LongTensor | None = None,
+        qformer_attention_mask: torch.LongTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        vision_features: torch.Tensor | None = None,
+        num_frames: int | None = None,
+        candidate_batch_size: int | None = None,
+    ) -> InstructBlipRankingOutput:
+        """Log-likelihood of each candidate answer given image + prompt (the paper's vocabulary ranking).
+
+        `candidate_input_ids` / `candidate_attention_mask`: [batch, candidates, cand_len], each candidate
+        tokenized like a training target (no special tokens, EOS appended; `processor.tokenize_candidates`),
+        right-padded; all-zero mask rows mark absent candidates. The image and the prompt are encoded
+        once per sample; candidates are then scored in batches of `candidate_batch_size` (all at once by
+        default) against the shared prefix: the decoder-only LLM's key/value cache, or the
+        encoder-decoder LLM's encoder output.
+        """
+        if candidate_input_ids.dim() != 3:
+            raise ValueError(
+                "candidate_input_ids must be [batch, candidates, length]; got shape "
+                f"{tuple(candidate_input_ids.shape)}"
+            )
+        if candidate_attention_mask is None:
+            candidate_attention_mask = torch.ones_like(candidate_input_ids)
+        _, inputs_embeds, attention_mask = self._language_model_inputs(
+            pixel_values, qformer_input_ids, qformer_attention_mask, input_ids, attention_mask, None,
+            vision_features, num_frames,
+        )
+        if candidate_input_ids.shape[0] != inputs_embeds.shape[0]:
+            raise ValueError(
+                f"candidate_input_ids has {candidate_input_ids.shape[0]} samples, the prompts have {inputs_embeds.shape[0]}"
+            )
+        candidate_input_ids = candidate_input_ids.to(inputs_embeds.device)
+        candidate_attention_mask = candidate_attention_mask.to(inputs_embeds.device)
+        if self.config.use_decoder_only_language_model:
+            scorer = self._score_candidates_decoder_only
+        else:
+            scorer = self._score_candidates_encoder_decoder
+        sums = scorer(inputs_embeds, attention_mask, candidate_input_ids, candidate_attention_mask, candidate_batch_size)
+        num_tokens = candidate_attention_mask.sum(-1)
+        sums = sums.masked_fill(num_tokens == 0, float("-inf"))
+        return InstructBlipRankingOutput(
+            sum_logprobs=sums, num_tokens=num_tokens, mean_logprobs=sums / num_tokens.clamp(min=1)
+        )
+
+    @staticmethod
+    def _token_logprobs(logits, target_ids, target_mask):
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        picked = logprobs.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)
+        return (picked * target_mask).sum(-1)
+
+    def _score_candidates_decoder_only(self, inputs_embeds, attention_mask, cand_ids, cand_mask, chunk):
+        batch_size, num_cands, _ = cand_ids.shape
+        chunk = chunk or num_cands
+        sums = torch.zeros(batch_size, num_cands, device=inputs_embeds.device)
+        for b in range(batch_size):
+            keep = attention_mask[b].bool()
+            prefix = self.language_model(inputs_embeds=inputs_embeds[b : b + 1, keep], use_cache=True)
+            first_logits = prefix.logits[:, -1:]  # predicts each candidate's first token
+            prefix_len = int(keep.sum())
+            present = torch.nonzero(cand_mask[b].any(-1)).flatten()
+            for start in range(0, len(present), chunk):
+                rows = present[start : start + chunk]
+                ids, mask = cand_ids[b, rows], cand_mask[b, rows]
+                ids, mask = ids[:, : int(mask.sum(-1).max())], mask[:, : int(mask.sum(-1).max())]
+                cache = copy.deepcopy(prefix.past_key_values)
+                cache.batch_repeat_interleave(len(rows))
+                full_mask = torch.cat([mask.new_ones(len(rows), prefix_len), mask], dim=1)
+                out = self.language_model(input_ids=ids, attention_mask=full_mask, past_key_values=cache, use_cache=True)
+                logits = torch.cat([first_logits.expand(len(rows), -1, -1), out.logits[:, :-1]], dim=1)
+                sums[b, rows] = self._token_logprobs(logits, ids, mask)
+        return sums
+
+    def _score_candidates_encoder_decoder(self, inputs_embeds, attention_mask, cand_ids, cand_mask, chunk):
+        batch_size, num_cands, _ = cand_ids.shape
+        encoder_hidden = self.language_model.get_encoder()(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask
+        ).last_hidden_state
+        pairs = torch.nonzero(cand_mask.any(-1))  # (sample, candidate) pairs that exist
+        chunk = chunk or num_cands
+        sums = torch.zeros(batch_size, num_cands, device=inputs_embeds.device)
+        for start in range(0, len(pairs), chunk):
+            b, c = pairs[start : start + chunk].unbind(-1)
+            ids, mask = cand_ids[b, c], cand_mask[b, c]
+            width = int(mask.sum(-1).max())
+            ids, mask = ids[:, :width], mask[:, :width]
+            labels = ids.masked_fill(mask == 0, -100)
+            out = self.language_model(
+                encoder_outputs=(encoder_hidden[b],),
+                attention_mask=attention_mask[b],
+                decoder_input_ids=self.language_model._shift_right(labels),
+                decoder_attention_mask=mask,
+            )
+            sums[b, c] = self._token_logprobs(out.logits, ids, mask)
+        return sums
+
+
+InstructBlipConfig.register_for_auto_class()
+InstructBlipForConditionalGeneration.register_for_auto_class("AutoModel")
+
+__all__ = ["InstructBlipForConditionalGeneration", "InstructBlipPreTrainedModel"]
