@@ -656,6 +656,11 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
 
         if self.config.use_decoder_only_language_model:
+            if kwargs.get("position_ids") is None and not bool(attention_mask.all()):
+                # positions count real tokens only, so a left-padded prompt ([IMG..][PAD..][BOS] prompt)
+                # is read as if unpadded; without this the LLM would number the pads too
+                positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+                kwargs["position_ids"] = positions[:, -inputs_embeds.shape[1] :]
             outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
             loss = None
             if labels is not None:
@@ -663,6 +668,9 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         else:
             if decoder_input_ids is None and labels is not None:
                 decoder_input_ids = self.language_model._shift_right(labels)
+            elif decoder_input_ids is None:  # score the first decoder step
+                start = self.language_model.config.decoder_start_token_id
+                decoder_input_ids = torch.full((inputs_embeds.shape[0], 1), start, device=inputs_embeds.device)
             outputs = self.language_model(
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,

@@ -25,3 +25,48 @@ def t5_tokenizer():
 @pytest.fixture(scope="session")
 def bert_tokenizer():
     return tiny.train_bert_tokenizer()
+
+
+# ---- LLM tokenizers with the `<image>` placeholder, tiny models, transformers references ----------
+
+import torch  # noqa: E402
+from helpers import randomize_, with_image_token  # noqa: E402
+@pytest.fixture(scope="session")
+def llm_tokenizers(llama_tokenizer, t5_tokenizer):
+    """{"llama": ..., "t5": ...}, each with `<image>` added (copies: tests must not mutate them)."""
+    return {"llama": with_image_token(llama_tokenizer), "t5": with_image_token(t5_tokenizer)}
+
+
+
+@pytest.fixture(scope="session")
+def reference_pair(llm_tokenizers, tmp_path_factory):
+    """kind -> (transformers' InstructBlipForConditionalGeneration, ours loaded from its saved folder, folder).
+
+    transformers' class appears only in tests: it is the reference our weights and outputs must match.
+    """
+    from transformers import InstructBlipConfig as ReferenceConfig
+    from transformers import InstructBlipForConditionalGeneration as Reference
+
+    from modeling_instructblip import InstructBlipForConditionalGeneration
+
+    cache = {}
+
+    def build(kind):
+        if kind not in cache:
+            ours_config = tiny.tiny_config(kind, tokenizer=llm_tokenizers[kind])
+            reference_config = ReferenceConfig(
+                vision_config=dict(tiny.TINY_VISION),
+                qformer_config=dict(tiny.TINY_QFORMER, vocab_size=ours_config.qformer_config.vocab_size),
+                text_config=ours_config.text_config.to_dict(),
+                num_query_tokens=ours_config.num_query_tokens,
+                image_token_index=ours_config.image_token_index,
+            )
+            torch.manual_seed(0)
+            reference = randomize_(Reference(reference_config)).eval()
+            folder = tmp_path_factory.mktemp(f"transformers-{kind}")
+            reference.save_pretrained(folder)
+            ours = InstructBlipForConditionalGeneration.from_pretrained(folder).eval()
+            cache[kind] = (reference, ours, folder)
+        return cache[kind]
+
+    return build

@@ -1,0 +1,442 @@
+"""The model against transformers' InstructBlipForConditionalGeneration (same weights, fp32), and the
+behaviours training and evaluation rely on: video, candidate ranking, freezing, other towers and LLMs."""
+
+import pytest
+import torch
+from helpers import NUM_QUERY_TOKENS, randomize_
+
+from modeling_instructblip import InstructBlipConfig, InstructBlipForConditionalGeneration, tiny
+
+
+ATOL = 1e-5
+PROMPTS = ["Question: what color is the square? Short answer:", "How many circles?"]
+
+
+def llm_inputs(tokenizer, prompts, image_token_id, frames=1, padding_side="left"):
+    """[IMG x N][PAD ...] prompt (left) or [IMG x N] prompt [PAD ...] (right), like the processor."""
+    rows = [tokenizer(p).input_ids for p in prompts]
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids, mask = [], []
+    for row in rows:
+        fill = [pad] * (width - len(row))
+        image = [image_token_id] * NUM_QUERY_TOKENS * frames
+        ids.append(image + (fill + row if padding_side == "left" else row + fill))
+        real = [1] * len(row)
+        mask.append([1] * len(image) + ([0] * len(fill) + real if padding_side == "left" else real + [0] * len(fill)))
+    return torch.tensor(ids), torch.tensor(mask)
+
+
+def qformer_inputs(bert_tokenizer, prompts):
+    encoded = bert_tokenizer(prompts, padding=True, return_tensors="pt")
+    return encoded.input_ids, encoded.attention_mask
+
+
+def batch(kind, tokenizers, bert_tokenizer, prompts=PROMPTS, frames=1, seed=0, padding_side=None):
+    """Inputs as the processor lays them out: decoder-only prompts left-padded (generation) unless
+    `padding_side="right"` (training); encoder-decoder prompts right-padded."""
+    tokenizer = tokenizers[kind]
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    side = padding_side or ("left" if kind == "llama" else "right")
+    input_ids, attention_mask = llm_inputs(tokenizer, prompts, image_token_id, frames, side)
+    qformer_input_ids, qformer_attention_mask = qformer_inputs(bert_tokenizer, prompts)
+    shape = (len(prompts), 3, 28, 28) if frames == 1 else (len(prompts), frames, 3, 28, 28)
+    pixel_values = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    return dict(
+        pixel_values=pixel_values,
+        qformer_input_ids=qformer_input_ids,
+        qformer_attention_mask=qformer_attention_mask,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+    )
+
+
+def real_positions(kind, inputs):
+    """Where logits mean something: decoder-only logits at pad positions depend on how pads are numbered."""
+    if kind == "llama":
+        return inputs["attention_mask"].bool()
+    return slice(None)
+
+
+def labels_for(kind, tokenizers, inputs):
+    if kind == "llama":  # supervise each prompt's last 3 real tokens, as if they were the target
+        labels = torch.full_like(inputs["input_ids"], -100)
+        for row, mask in enumerate(inputs["attention_mask"]):
+            last = int(mask.nonzero().max())
+            labels[row, last - 2 : last + 1] = inputs["input_ids"][row, last - 2 : last + 1]
+        return labels
+    labels = tokenizers["t5"](["red", "two apples"], padding=True, return_tensors="pt").input_ids
+    return labels.masked_fill(labels == tokenizers["t5"].pad_token_id, -100)
+
+
+KINDS = ["llama", "t5"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_dict_names_are_transformers_names(kind, reference_pair):
+    reference, ours, _ = reference_pair(kind)
+    reference_state, our_state = reference.state_dict(), ours.state_dict()
+    assert set(our_state) == set(reference_state)
+    for name, tensor in reference_state.items():
+        assert our_state[name].shape == tensor.shape, name
+        assert torch.equal(our_state[name], tensor), name
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_features_logits_and_loss_match_transformers(kind, reference_pair, llm_tokenizers, bert_tokenizer):
+    reference, ours, _ = reference_pair(kind)
+    # right padding, the training layout: transformers numbers left pads as positions in a forward pass
+    inputs = batch(kind, llm_tokenizers, bert_tokenizer, padding_side="right")
+    labels = labels_for(kind, llm_tokenizers, inputs)
+    image_inputs = {k: inputs[k] for k in ("pixel_values", "qformer_input_ids", "qformer_attention_mask")}
+    with torch.no_grad():
+        expected = reference.get_image_features(**image_inputs)
+        got = ours.get_image_features(**image_inputs)
+        torch.testing.assert_close(got.image_embeds, expected.vision_outputs.last_hidden_state, atol=ATOL, rtol=0)
+        expected_queries = expected.qformer_outputs.last_hidden_state[:, :NUM_QUERY_TOKENS]
+        torch.testing.assert_close(got.query_output, expected_queries, atol=ATOL, rtol=0)
+        torch.testing.assert_close(got.language_model_inputs, expected.pooler_output, atol=ATOL, rtol=0)
+
+        expected_out = reference(**inputs, labels=labels)
+        got_out = ours(**inputs, labels=labels)
+    real = real_positions(kind, inputs)
+    torch.testing.assert_close(got_out.logits[real], expected_out.logits[real], atol=ATOL, rtol=0)
+    torch.testing.assert_close(got_out.loss, expected_out.loss, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("decoding", [dict(num_beams=1), dict(num_beams=3)], ids=["greedy", "beam3"])
+def test_generate_ids_identical_to_transformers(kind, decoding, reference_pair, llm_tokenizers, bert_tokenizer):
+    reference, ours, _ = reference_pair(kind)
+    inputs = batch(kind, llm_tokenizers, bert_tokenizer)
+    settings = dict(do_sample=False, max_new_tokens=10, min_new_tokens=10, **decoding)
+    expected = reference.generate(**inputs, **settings)
+    got = ours.generate(**inputs, **settings)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padded_batch_equals_each_sample_alone(kind, reference_pair, llm_tokenizers, bert_tokenizer):
+    """Different prompt lengths in one batch (left-padded for the decoder-only LLM): every sample's
+    logits (forward) and generated ids equal those of the sample run alone."""
+    _, ours, _ = reference_pair(kind)
+    prompts = ["A short image caption:", "Question: what color is the big square on the left? Short answer:"]
+    inputs = batch(kind, llm_tokenizers, bert_tokenizer, prompts=prompts)
+    settings = dict(do_sample=False, max_new_tokens=6, min_new_tokens=6)
+    with torch.no_grad():
+        batched_logits = ours(**inputs).logits
+        batched_ids = ours.generate(**inputs, **settings)
+    for i, prompt in enumerate(prompts):
+        alone = batch(kind, llm_tokenizers, bert_tokenizer, prompts=[prompt])
+        alone["pixel_values"] = inputs["pixel_values"][i : i + 1]
+        with torch.no_grad():
+            logits = ours(**alone).logits[0]
+            ids = ours.generate(**alone, **settings)[0]
+        real = inputs["attention_mask"][i].bool() if kind == "llama" else slice(None)
+        torch.testing.assert_close(batched_logits[i][real], logits, atol=ATOL, rtol=0)
+        new_tokens = batched_ids[i, -6:] if kind == "llama" else batched_ids[i]
+        assert torch.equal(new_tokens, ids[-6:] if kind == "llama" else ids)
+
+
+def test_eager_and_sdpa_attention_agree(reference_pair, llm_tokenizers, bert_tokenizer):
+    _, _, folder = reference_pair("llama")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    eager = InstructBlipForConditionalGeneration.from_pretrained(folder, attn_implementation="eager").eval()
+    sdpa = InstructBlipForConditionalGeneration.from_pretrained(folder, attn_implementation="sdpa").eval()
+    assert eager.config.vision_config._attn_implementation == "eager"
+    assert eager.config.qformer_config._attn_implementation == "eager"
+    assert sdpa.config.qformer_config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        torch.testing.assert_close(eager(**inputs).logits, sdpa(**inputs).logits, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_our_saved_model_loads_in_transformers(kind, reference_pair, llm_tokenizers, bert_tokenizer, tmp_path):
+    from transformers import InstructBlipForConditionalGeneration as Reference
+
+    reference, ours, _ = reference_pair(kind)
+    ours.save_pretrained(tmp_path)
+    config = ours.config.to_dict()
+    assert config["model_type"] == "instructblip_hub"
+    assert config["auto_map"]["AutoModel"] == "modeling_instructblip.InstructBlipForConditionalGeneration"
+    assert config["auto_map"]["AutoModelForImageTextToText"] == config["auto_map"]["AutoModel"]
+    reloaded = Reference.from_pretrained(tmp_path, config=reference.config).eval()
+    inputs = batch(kind, llm_tokenizers, bert_tokenizer, padding_side="right")
+    labels = labels_for(kind, llm_tokenizers, inputs)
+    real = real_positions(kind, inputs)
+    with torch.no_grad():
+        expected, got = reloaded(**inputs, labels=labels), ours(**inputs, labels=labels)
+    torch.testing.assert_close(got.logits[real], expected.logits[real], atol=ATOL, rtol=0)
+
+
+def test_position_embedding_interpolation_matches_transformers(reference_pair, llm_tokenizers, bert_tokenizer):
+    reference, ours, _ = reference_pair("llama")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    pixel_values = torch.randn(2, 3, 42, 35)  # a 6x5 patch grid instead of 4x4
+    with torch.no_grad():
+        expected = reference.get_image_features(
+            pixel_values, inputs["qformer_input_ids"], inputs["qformer_attention_mask"], interpolate_pos_encoding=True
+        )
+        got = ours.get_image_features(pixel_values, inputs["qformer_input_ids"], inputs["qformer_attention_mask"])
+    assert got.image_embeds.shape == (2, 31, 32)
+    torch.testing.assert_close(got.image_embeds, expected.vision_outputs.last_hidden_state, atol=ATOL, rtol=0)
+    torch.testing.assert_close(got.language_model_inputs, expected.pooler_output, atol=ATOL, rtol=0)
+
+
+def test_video_matches_transformers_instructblipvideo(reference_pair, llm_tokenizers, bert_tokenizer, tmp_path):
+    """[batch, frames, 3, H, W]: each frame through the Q-Former with the same instruction, the frames'
+    visual tokens concatenated (32*T tokens); transformers' InstructBlipVideo is the reference."""
+    from transformers import InstructBlipVideoConfig, InstructBlipVideoForConditionalGeneration
+
+    _, ours, _ = reference_pair("llama")
+    frames = 4
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, frames=frames)
+    config = ours.config.to_dict()
+    video_config = InstructBlipVideoConfig(
+        vision_config={k: v for k, v in config["vision_config"].items() if k != "model_type"},
+        qformer_config={k: v for k, v in config["qformer_config"].items() if k != "model_type"},
+        text_config=config["text_config"],
+        num_query_tokens=NUM_QUERY_TOKENS,
+        video_token_index=ours.config.image_token_index,
+    )
+    reference = InstructBlipVideoForConditionalGeneration(video_config).eval()
+    inputs_right = batch("llama", llm_tokenizers, bert_tokenizer, frames=frames, padding_side="right")
+    missing, unexpected = reference.load_state_dict(ours.state_dict(), strict=False)
+    assert not missing and not unexpected
+    with torch.no_grad():
+        features = ours.get_image_features(
+            inputs["pixel_values"], inputs["qformer_input_ids"], inputs["qformer_attention_mask"]
+        )
+        assert features.language_model_inputs.shape == (2, frames * NUM_QUERY_TOKENS, 48)
+        real = inputs_right["attention_mask"].bool()
+        expected = reference(**inputs_right).logits[real]
+        torch.testing.assert_close(ours(**inputs_right).logits[real], expected, atol=ATOL, rtol=0)
+    settings = dict(do_sample=False, max_new_tokens=5, min_new_tokens=5)
+    assert torch.equal(ours.generate(**inputs, **settings), reference.generate(**inputs, **settings))
+
+
+def naive_candidate_logprobs(model, kind, tokenizer, inputs, candidates):
+    """One full forward pass per (sample, candidate), read off the loss: what ranking must equal."""
+    scores = []
+    for b, sample_candidates in enumerate(candidates):
+        row = []
+        keep = inputs["attention_mask"][b].bool()
+        for candidate in sample_candidates:
+            target = tokenizer(candidate, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+            one = {k: inputs[k][b : b + 1] for k in ("pixel_values", "qformer_input_ids", "qformer_attention_mask")}
+            if kind == "llama":
+                prompt = inputs["input_ids"][b][keep].tolist()
+                one["input_ids"] = torch.tensor([prompt + target])
+                labels = torch.tensor([[-100] * len(prompt) + target])
+            else:
+                one["input_ids"] = inputs["input_ids"][b : b + 1][:, keep]
+                labels = torch.tensor([target])
+            with torch.no_grad():
+                loss = model(**one, labels=labels).loss
+            row.append(-loss.item() * len(target))
+        scores.append(row)
+    return scores
+
+
+def tokenize_candidates(tokenizer, candidates):
+    rows = [[tokenizer(c, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] for c in cs] for cs in candidates]
+    num, width = max(map(len, rows)), max(len(t) for cs in rows for t in cs)
+    ids = torch.zeros(len(rows), num, width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, cs in enumerate(rows):
+        for k, tokens in enumerate(cs):
+            ids[b, k, : len(tokens)] = torch.tensor(tokens)
+            mask[b, k, : len(tokens)] = 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rank_candidates_equals_naive_forward_passes(kind, reference_pair, llm_tokenizers, bert_tokenizer):
+    _, ours, _ = reference_pair(kind)
+    tokenizer = llm_tokenizers[kind]
+    prompts = ["Is it hateful? Answer:", "Question: which object is a plant? Options: (a) tree (b) rock. Answer:"]
+    inputs = batch(kind, llm_tokenizers, bert_tokenizer, prompts=prompts)
+    candidates = [["yes", "no", "true", "false"], ["tree", "a large rock"]]  # different counts per sample
+    ids, mask = tokenize_candidates(tokenizer, candidates)
+    expected = naive_candidate_logprobs(ours, kind, tokenizer, inputs, candidates)
+    for chunk in (None, 1, 3):
+        ranked = ours.rank_candidates(ids, mask, candidate_batch_size=chunk, **inputs)
+        for b, row in enumerate(expected):
+            got = ranked.sum_logprobs[b, : len(row)]
+            torch.testing.assert_close(got, torch.tensor(row), atol=ATOL, rtol=0)
+            lengths = mask[b, : len(row)].sum(-1)
+            torch.testing.assert_close(ranked.mean_logprobs[b, : len(row)], got / lengths, atol=ATOL, rtol=0)
+    assert ranked.sum_logprobs[1, 2:].eq(float("-inf")).all()  # absent candidates never win
+
+
+def test_rank_candidates_encodes_image_and_prompt_once_per_sample(reference_pair, llm_tokenizers, bert_tokenizer):
+    _, ours, _ = reference_pair("llama")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    ids, mask = tokenize_candidates(llm_tokenizers["llama"], [["yes", "no", "maybe"]] * 2)
+    calls = {"vision": 0, "llm_tokens": []}
+    vision_hook = ours.vision_model.register_forward_hook(lambda *a: calls.__setitem__("vision", calls["vision"] + 1))
+    llm_hook = ours.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: calls["llm_tokens"].append(
+            (kwargs.get("inputs_embeds") if kwargs.get("inputs_embeds") is not None else kwargs["input_ids"]).shape[:2]
+        ),
+        with_kwargs=True,
+    )
+    try:
+        ours.rank_candidates(ids, mask, **inputs)
+    finally:
+        vision_hook.remove()
+        llm_hook.remove()
+    assert calls["vision"] == 1
+    prefix_calls = [shape for shape in calls["llm_tokens"] if shape[1] > ids.shape[-1]]
+    assert len(prefix_calls) == 2 and all(shape[0] == 1 for shape in prefix_calls)  # one prefix pass per sample
+    candidate_calls = [shape for shape in calls["llm_tokens"] if shape[1] <= ids.shape[-1]]
+    assert candidate_calls and all(shape[0] == 3 for shape in candidate_calls)  # all 3 candidates in one batch
+
+
+def test_vision_features_can_be_reused_across_prompts(reference_pair, llm_tokenizers, bert_tokenizer):
+    _, ours, _ = reference_pair("llama")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    with torch.no_grad():
+        features = ours.get_vision_features(inputs["pixel_values"])
+        reused = dict(inputs, pixel_values=None, vision_features=features)
+        torch.testing.assert_close(ours(**reused).logits, ours(**inputs).logits, atol=0, rtol=0)
+    settings = dict(do_sample=False, max_new_tokens=4)
+    assert torch.equal(ours.generate(**reused, **settings), ours.generate(**inputs, **settings))
+
+
+def test_freezing_follows_the_paper(llm_tokenizers, bert_tokenizer):
+    model = InstructBlipForConditionalGeneration(tiny.tiny_config("t5", tokenizer=llm_tokenizers["t5"]))
+    model.freeze_for_instruction_tuning().train()
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable, "nothing trains"
+    for name in trainable:
+        assert name.startswith(("qformer.", "query_tokens", "language_projection.", "vision_model.post_layernorm."))
+    assert "query_tokens" in trainable and "vision_model.post_layernorm.weight" in trainable
+    assert any(n.startswith("qformer.encoder.layer.0.intermediate_query") for n in trainable)
+    assert any(n.startswith("qformer.embeddings.word_embeddings") for n in trainable)
+    # frozen towers stay in eval mode (no dropout) while the model trains
+    assert model.training and model.qformer.training
+    assert not model.language_model.training and not model.vision_model.encoder.training
+    # gradients reach exactly the trainable tensors; the frozen ViT keeps no autograd graph
+    inputs = batch("t5", llm_tokenizers, bert_tokenizer)
+    vision_features = model.get_vision_features(inputs["pixel_values"])
+    assert not vision_features.requires_grad
+    model(**inputs, labels=labels_for("t5", llm_tokenizers, inputs)).loss.backward()
+    with_grad = {name for name, p in model.named_parameters() if p.grad is not None}
+    # the last Q-Former layer's text feed-forward block is skipped: only the queries' outputs are used
+    last = f"qformer.encoder.layer.{len(model.qformer.encoder.layer) - 1}."
+    unused = {n for n in trainable if n.startswith((last + "intermediate.", last + "output."))}
+    assert len(unused) == 6  # intermediate.dense, output.dense, output.LayerNorm: weight and bias
+    assert with_grad == trainable - unused
+
+
+def test_loss_normalised_by_num_items_in_batch(reference_pair, llm_tokenizers, bert_tokenizer):
+    """Gradient accumulation: with `num_items_in_batch`, the loss is the batch's summed token loss over
+    that count, so micro-batches of different sizes weigh every token the same."""
+    _, ours, _ = reference_pair("llama")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    labels = labels_for("llama", llm_tokenizers, inputs)
+    n = int((labels[:, 1:] != -100).sum())
+    with torch.no_grad():
+        mean = ours(**inputs, labels=labels).loss
+        scaled = ours(**inputs, labels=labels, num_items_in_batch=torch.tensor(4 * n)).loss
+    torch.testing.assert_close(scaled * 4, mean, atol=ATOL, rtol=0)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(llm_tokenizers, bert_tokenizer):
+    torch.manual_seed(0)
+    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
+    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
+    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.05).freeze_for_instruction_tuning()
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    labels = labels_for("llama", llm_tokenizers, inputs)
+
+    def grads():
+        model.zero_grad()
+        model.train()
+        model(**inputs, labels=labels).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.activation_checkpointing_enable()
+    assert model.qformer.encoder.layer[0].gradient_checkpointing
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5)
+
+
+def test_bfloat16_loading(reference_pair, llm_tokenizers, bert_tokenizer):
+    _, ours, folder = reference_pair("llama")
+    model = InstructBlipForConditionalGeneration.from_pretrained(folder, dtype=torch.bfloat16).eval()
+    assert model.language_model.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert model.vision_model.encoder.layers[0].mlp.fc1.weight.dtype == torch.bfloat16
+    assert model.query_tokens.dtype == torch.bfloat16  # as transformers: only fp16 keeps them in fp32
+    half = InstructBlipForConditionalGeneration.from_pretrained(folder, dtype=torch.float16)
+    assert half.query_tokens.dtype == torch.float32 and half.qformer.encoder.layer[0].output.dense.weight.dtype == torch.float16
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        reference = ours(**inputs).logits
+    assert logits.dtype == torch.bfloat16
+    assert (logits.float() - reference).abs().max() < 0.25 * reference.abs().max()
+    assert model.generate(**inputs, do_sample=False, max_new_tokens=3).shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+@pytest.mark.parametrize("kind", ["opt", "gpt2", "qwen2", "mistral"])
+def test_any_causal_lm_trains_generates_and_round_trips(kind, llm_tokenizers, bert_tokenizer, tmp_path):
+    config = tiny.tiny_config(kind, tokenizer=llm_tokenizers["llama"])
+    model = InstructBlipForConditionalGeneration(config).eval()
+    assert config.use_decoder_only_language_model
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    labels = labels_for("llama", llm_tokenizers, inputs)
+    out = model(**inputs, labels=labels)
+    assert out.logits.shape[:2] == inputs["input_ids"].shape and torch.isfinite(out.loss)
+    generated = model.generate(**inputs, do_sample=False, max_new_tokens=4, min_new_tokens=4)
+    assert generated.shape == (2, inputs["input_ids"].shape[1] + 4)
+    model.save_pretrained(tmp_path)
+    reloaded = InstructBlipForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.text_config.model_type == kind
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("vision", ["clip_vision_model", "siglip_vision_model"])
+def test_other_vision_towers(vision, llm_tokenizers, bert_tokenizer, tmp_path):
+    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"], vision=vision, vision_feature_layer=-2)
+    model = InstructBlipForConditionalGeneration(config).eval()
+    assert type(model.vision_model).__name__ in ("CLIPVisionModel", "SiglipVisionModel")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    with torch.no_grad():
+        features = model.get_vision_features(inputs["pixel_values"])
+        all_layers = model.vision_model(pixel_values=inputs["pixel_values"], output_hidden_states=True).hidden_states
+    torch.testing.assert_close(features, all_layers[-2], atol=0, rtol=0)
+    assert model(**inputs).logits.shape[:2] == inputs["input_ids"].shape
+    model.freeze_for_instruction_tuning()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "vision_layernorm.weight" in trainable and not any(n.startswith("vision_model.") for n in trainable)
+    model.save_pretrained(tmp_path)
+    reloaded = InstructBlipForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.vision_config.model_type == vision and reloaded.config.vision_feature_layer == -2
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
+
+
+def test_clear_errors(reference_pair, llm_tokenizers, bert_tokenizer):
+    _, ours, _ = reference_pair("llama")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    too_few = dict(inputs, input_ids=inputs["input_ids"][:, 1:], attention_mask=inputs["attention_mask"][:, 1:])
+    with pytest.raises(ValueError, match="needs 8 `<image>` placeholder tokens.*found \\[7, 7\\]"):
+        ours(**too_few)
+    with pytest.raises(ValueError, match="pixel_values must be"):
+        ours(**dict(inputs, pixel_values=torch.randn(2, 28, 28)))
+    with pytest.raises(ValueError, match="qformer_input_ids has 1 rows for 2 images"):
+        ours(**dict(inputs, qformer_input_ids=inputs["qformer_input_ids"][:1], qformer_attention_mask=None))
+    with pytest.raises(ValueError, match="candidate_input_ids must be"):
+        ours.rank_candidates(torch.zeros(2, 3, dtype=torch.long), **inputs)
+    config = tiny.tiny_config("llama")
+    assert config.image_token_index is None
+    with pytest.raises(ValueError, match="image_token_index is not set"):
+        InstructBlipForConditionalGeneration(config)(**inputs)
+    with pytest.raises(ValueError, match="vision_config.model_type.*'not_a_tower'"):
+        InstructBlipConfig(vision_config={"model_type": "not_a_tower"})
