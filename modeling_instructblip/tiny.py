@@ -147,3 +147,34 @@ def tiny_config(
         image_token_index=overrides.pop("image_token_index", image_token_index),
         **overrides,
     )
+
+
+def build(text: str = "llama", vision: str = "eva", seed: int = 0, num_query_tokens: int = 8):
+    """A tiny random InstructBLIP and its processor (tokenizers trained here), ready to save as a
+    Hub folder. The image processor's size follows the vision tower's (28 px)."""
+    import torch
+
+    from .modeling_instructblip import InstructBlipForConditionalGeneration
+    from .processing_instructblip import InstructBlipImageProcessor, InstructBlipProcessor
+
+    is_encoder_decoder = text == "t5"
+    tokenizer = train_t5_tokenizer() if is_encoder_decoder else train_llama_tokenizer()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    processor = InstructBlipProcessor(
+        image_processor=InstructBlipImageProcessor(size=TINY_VISION["image_size"]),
+        tokenizer=tokenizer,
+        qformer_tokenizer=train_bert_tokenizer(),
+        num_query_tokens=num_query_tokens,
+        is_encoder_decoder=is_encoder_decoder,
+    )
+    config = tiny_config(
+        text,
+        tokenizer=processor.tokenizer,
+        qformer_vocab_size=len(processor.qformer_tokenizer),
+        vision=vision,
+        num_query_tokens=num_query_tokens,
+    )
+    torch.manual_seed(seed)
+    model = InstructBlipForConditionalGeneration(config).eval()
+    return model, processor

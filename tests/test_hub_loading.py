@@ -1,0 +1,113 @@
+"""Loading the way users do: `AutoModel` / `AutoModelForImageTextToText` / `AutoProcessor` with
+`trust_remote_code=True`, from a saved folder and by repo id from a Hub cache laid out by hand."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from modeling_instructblip import tiny
+
+
+IMAGES = [Image.new("RGB", (64, 48), (220, 20, 20)), Image.new("RGB", (48, 64), (20, 20, 220))]
+PROMPTS = ["A short image caption:", "Question: what color is the square? Short answer:"]
+
+
+@pytest.fixture(scope="module", params=["llama", "t5"])
+def saved(request, tmp_path_factory):
+    model, processor = tiny.build(request.param)
+    folder = tmp_path_factory.mktemp(f"saved-{request.param}")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return request.param, model, processor, folder
+
+
+def expected_outputs(model, processor):
+    processor.tokenizer.padding_side = "left" if model.config.use_decoder_only_language_model else "right"
+    inputs = processor(images=IMAGES, text=PROMPTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    generated = model.generate(**inputs, do_sample=False, num_beams=2, max_new_tokens=5, min_new_tokens=5)
+    return inputs, logits, generated
+
+
+def test_folder_is_hub_ready(saved):
+    _, _, _, folder = saved
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    for name in ("config.json", "model.safetensors", "generation_config.json", "configuration_instructblip.py",
+                 "modeling_instructblip.py", "processing_instructblip.py", "processor_config.json",
+                 "tokenizer.json", "tokenizer_config.json", "qformer_tokenizer/tokenizer_config.json"):
+        assert name in files, f"{name} missing from {sorted(files)}"
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_instructblip.InstructBlipConfig",
+        "AutoModel": "modeling_instructblip.InstructBlipForConditionalGeneration",
+        "AutoModelForImageTextToText": "modeling_instructblip.InstructBlipForConditionalGeneration",
+    }
+    assert "tiny" not in " ".join(files)  # only the Hub-shipped modules are copied
+
+
+@pytest.mark.parametrize("auto_class", ["AutoModel", "AutoModelForImageTextToText"])
+def test_auto_classes_load_our_model_with_remote_code(saved, auto_class):
+    import transformers
+
+    kind, model, processor, folder = saved
+    loaded = getattr(transformers, auto_class).from_pretrained(folder, trust_remote_code=True).eval()
+    loaded_processor = transformers.AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    assert type(loaded).__name__ == "InstructBlipForConditionalGeneration"
+    assert type(loaded).__module__.startswith("transformers_modules.")  # the copied remote code, not our package
+    assert type(loaded_processor).__name__ == "InstructBlipProcessor"
+    assert type(loaded_processor.image_processor).__name__ == "InstructBlipImageProcessor"
+    inputs, logits, generated = expected_outputs(model, processor)
+    reloaded_inputs, reloaded_logits, reloaded_generated = expected_outputs(loaded, loaded_processor)
+    for key in inputs:
+        assert torch.equal(reloaded_inputs[key], inputs[key]), key
+    torch.testing.assert_close(reloaded_logits, logits, atol=0, rtol=0)
+    assert torch.equal(reloaded_generated, generated)
+
+
+LOADER = r'''
+import json, sys, torch
+from PIL import Image
+from transformers import AutoModel, AutoProcessor
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+processor.tokenizer.padding_side = "left" if model.config.use_decoder_only_language_model else "right"
+images = [Image.new("RGB", (64, 48), (220, 20, 20)), Image.new("RGB", (48, 64), (20, 20, 220))]
+prompts = json.loads(sys.argv[2])
+inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt")
+with torch.no_grad():
+    logits = model(**inputs).logits
+generated = model.generate(**inputs, do_sample=False, num_beams=2, max_new_tokens=5, min_new_tokens=5)
+print(json.dumps({"logits_sum": float(logits.double().sum()), "generated": generated.tolist()}))
+'''
+
+
+def test_loads_by_repo_id_from_an_offline_hub_cache(saved, tmp_path):
+    """`models--org--name/{refs/main, snapshots/<sha>/...}` under HF_HOME, loaded with HF_HUB_OFFLINE=1
+    in a fresh process (the offline flag is read at import)."""
+    kind, model, processor, folder = saved
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf_home" / "hub" / "models--our-org--instructblip-tiny"
+    shutil.copytree(folder, repo / "snapshots" / sha)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    env.pop("HF_HUB_CACHE", None)
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER, "our-org/instructblip-tiny", json.dumps(PROMPTS)],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    _, logits, generated = expected_outputs(model, processor)
+    assert got["generated"] == generated.tolist()
+    assert abs(got["logits_sum"] - float(logits.double().sum())) < 1e-3
+    # nothing was fetched: the remote code came from the snapshot
+    assert (tmp_path / "hf_home" / "modules" / "transformers_modules").exists()
