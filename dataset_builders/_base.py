@@ -30,6 +30,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 from datasets.builder import Key
@@ -291,6 +292,19 @@ class _JsonStream:
             return value
 
 
+def iter_jsonl(path):
+    """Yield (line number, decoded value or the JSONDecodeError) for each non-empty line, so one
+    bad line becomes one bad record rather than a failed build."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, error
+
+
 def iter_json_array(path: str, key: str | None = None, chunk_size: int = 1 << 20):
     """Yield the items of a JSON array one by one without loading the whole file.
 
@@ -331,11 +345,14 @@ def load_json(path: str):
 
 
 def _code_hash(cls) -> str:
-    """Hash of the builder's module and the shared modules, so a code change invalidates the cache."""
+    """Hash of every module of this package, so any code change invalidates cached builds. Builders
+    share code through subclasses and helpers in other modules (MSRVTT-QA subclasses MSVD-QA,
+    ScienceQA uses IconQA's parsing): hashing only the builder's own module left stale caches."""
     digest = hashlib.sha256()
-    for module in (inspect.getmodule(cls), schema, templates, inspect.getmodule(_code_hash)):
-        with open(inspect.getsourcefile(module), "rb") as f:
-            digest.update(f.read())
+    package = Path(inspect.getsourcefile(_code_hash)).parent
+    for source in sorted(package.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import av
 
-from ._base import InstructBuilder, InstructConfig, RecordError, _code_hash
+from ._base import InstructBuilder, InstructConfig, RecordError
 
 NUM_FRAMES = 4
 JPEG_QUALITY = 95
@@ -136,14 +136,6 @@ class VideoQABuilder(InstructBuilder):
     """Base of the video QA builders: `self.frames(video_path)` -> the frames' JPEG paths."""
 
     BUILDER_CONFIG_CLASS = VideoQAConfig
-
-    def __init__(self, *args, **kwargs):
-        # The base hashes the builder's module and the shared ones; add this one, so a change to
-        # the frame sampling invalidates cached builds too.
-        with open(__file__, "rb") as f:
-            own = hashlib.sha256(f.read()).hexdigest()[:16]
-        kwargs.setdefault("hash", f"{_code_hash(type(self))}{own}")
-        super().__init__(*args, **kwargs)
 
     def frames(self, video_path: str) -> list[str]:
         """Paths of the video's NUM_FRAMES sampled frames (extracted once); VideoError if bad."""

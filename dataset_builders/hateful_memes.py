@@ -21,7 +21,7 @@ import os
 from ._base import InstructBuilder, RecordError, WRONG_FIELD_TYPE, field
 from .schema import HELD_OUT
 from .templates import HATEFUL_MEMES_PROMPT
-from .vsr import iter_jsonl
+from ._base import iter_jsonl
 
 _URL = "https://hatefulmemeschallenge.com (data.zip)"
 SPLIT_FILES = {"validation": ("dev_seen.jsonl", "dev.jsonl"), "train": ("train.jsonl",)}

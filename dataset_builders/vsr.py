@@ -22,7 +22,7 @@ BLIP-2/InstructBLIP follow-ups, and `split_type="random"` reads the random split
 import json
 from dataclasses import dataclass
 
-from ._base import InstructBuilder, InstructConfig, RecordError, WRONG_FIELD_TYPE, field
+from ._base import WRONG_FIELD_TYPE, InstructBuilder, InstructConfig, RecordError, field, iter_jsonl
 from .schema import HELD_OUT
 from .templates import VSR_PROMPT
 
@@ -46,19 +46,6 @@ class VSRConfig(InstructConfig):
         super().__post_init__()
         if self.split_type not in ("zeroshot", "random"):
             raise ValueError(f"split_type must be 'zeroshot' or 'random', got {self.split_type!r}")
-
-
-def iter_jsonl(path):
-    """Yield (line number, decoded value or the JSONDecodeError) for each non-empty line, so one
-    bad line becomes one bad record rather than a failed build."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as error:
-                yield number, error
 
 
 class VSR(InstructBuilder):

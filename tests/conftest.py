@@ -30,7 +30,7 @@ def bert_tokenizer():
 # ---- LLM tokenizers with the `<image>` placeholder, tiny models, transformers references ----------
 
 import torch  # noqa: E402
-from helpers import randomize_, with_image_token  # noqa: E402
+from tests.helpers import randomize_, with_image_token  # noqa: E402
 @pytest.fixture(scope="session")
 def llm_tokenizers(llama_tokenizer, t5_tokenizer):
     """{"llama": ..., "t5": ...}, each with `<image>` added (copies: tests must not mutate them)."""

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from helpers import randomize_, with_image_token
+from tests.helpers import randomize_, with_image_token
 
 from modeling_instructblip import InstructBlipForConditionalGeneration, tiny
 from modeling_instructblip.convert import (

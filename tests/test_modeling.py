@@ -3,7 +3,7 @@ behaviours training and evaluation rely on: video, candidate ranking, freezing, 
 
 import pytest
 import torch
-from helpers import NUM_QUERY_TOKENS, randomize_
+from tests.helpers import NUM_QUERY_TOKENS, randomize_
 
 from modeling_instructblip import InstructBlipConfig, InstructBlipForConditionalGeneration, tiny
 

@@ -5,41 +5,23 @@ return its data_dir; `build(name, data_dir, split, **options)` loads through the
 with a per-test cache.
 """
 
-import json
 import os
 
 import pytest
 
 from dataset_builders import load
-
-
-def write_image(path: str, color=(200, 30, 30), size=(8, 8)) -> str:
-    """A tiny image; format from the extension."""
-    from PIL import Image
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.new("RGB", size, color).save(path)
-    return path
+from tests.dataset_builders.fixtures_heldout import truncate_file, write_corrupt_file, write_image
+from tests.dataset_builders.fixtures_heldout import write_json as dump
 
 
 def corrupt_image(path: str) -> None:
     """Replace the file with bytes that are no image."""
-    with open(path, "wb") as f:
-        f.write(b"this is not an image" * 10)
+    write_corrupt_file(path)
 
 
 def truncate_image(path: str) -> None:
     """Cut the file in half: the header survives, the data and end marker do not."""
-    with open(path, "rb") as f:
-        data = f.read()
-    with open(path, "wb") as f:
-        f.write(data[: len(data) // 2])
-
-
-def dump(path: str, obj) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f)
+    truncate_file(path, keep=0.5)
 
 
 def vqa_answers(*answers):
