@@ -5,7 +5,7 @@ Field names match transformers' `InstructBlipConfig`, so a `config.json` written
 (`model_type: instructblip`, e.g. a Salesforce/instructblip-* snapshot) loads into these classes.
 """
 
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
@@ -158,4 +158,21 @@ def convert_transformers_config_dict(config_dict: dict) -> dict:
     return config_dict
 
 
-__all__ = ["InstructBlipConfig", "InstructBlipQFormerConfig", "InstructBlipVisionConfig"]
+def paper_generation_config(text_config) -> GenerationConfig:
+    """LAVIS's `generate` defaults: beam search 5, max length 256, min length 1, repetition penalty
+    1.5, length penalty 1.0 (top_p 0.9 and temperature 1 only apply when sampling)."""
+    return GenerationConfig(
+        num_beams=5,
+        max_new_tokens=256,
+        min_new_tokens=1,
+        repetition_penalty=1.5,
+        length_penalty=1.0,
+        do_sample=False,
+        bos_token_id=text_config.bos_token_id,
+        eos_token_id=text_config.eos_token_id,
+        pad_token_id=text_config.pad_token_id,
+        decoder_start_token_id=getattr(text_config, "decoder_start_token_id", None),
+    )
+
+
+__all__ = ["InstructBlipConfig", "InstructBlipQFormerConfig", "InstructBlipVisionConfig", "paper_generation_config"]

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from .configuration_instructblip import InstructBlipConfig
+from .configuration_instructblip import InstructBlipConfig, paper_generation_config
 from .modeling_instructblip import InstructBlipForConditionalGeneration
 
 
@@ -175,23 +175,6 @@ def load_pickled_state_dict(path) -> dict:
     if not isinstance(payload, dict) or not all(torch.is_tensor(v) for v in payload.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
     return payload
-
-
-def paper_generation_config(text_config) -> GenerationConfig:
-    """LAVIS's `generate` defaults: beam search 5, max length 256, min length 1, repetition penalty
-    1.5, length penalty 1.0 (top_p 0.9 and temperature 1 only apply when sampling)."""
-    return GenerationConfig(
-        num_beams=5,
-        max_new_tokens=256,
-        min_new_tokens=1,
-        repetition_penalty=1.5,
-        length_penalty=1.0,
-        do_sample=False,
-        bos_token_id=text_config.bos_token_id,
-        eos_token_id=text_config.eos_token_id,
-        pad_token_id=text_config.pad_token_id,
-        decoder_start_token_id=getattr(text_config, "decoder_start_token_id", None),
-    )
 
 
 def prepare_llm_tokenizer(tokenizer, is_encoder_decoder: bool):

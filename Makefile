@@ -1,0 +1,34 @@
+# One way to run each thing. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test test-fast install clean
+
+install: $(STAMP)
+
+# torch first, pinned: its CPU build lies on this machine's disk, and installing it before the
+# package keeps any dependency from pulling a multi-GB CUDA build.
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python demo.py
+
+# The whole suite, slow tests included, on both cores.
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
+
+# Skip the tests marked slow (a quick check while working; CI runs `make test`).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider -m "not slow"
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache
