@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast bench install clean
 
 install: $(STAMP)
 
@@ -24,11 +24,16 @@ demo: $(STAMP)
 
 # The whole suite, slow tests included, on both cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
 
 # Skip the tests marked slow (a quick check while working; CI runs `make test`).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider -m "not slow"
+
+# Speed and memory against transformers' InstructBLIP, timed alternately; writes BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_dataset_build.py
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

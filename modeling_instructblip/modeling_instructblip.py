@@ -7,6 +7,7 @@ without renaming. Read top to bottom in the order data flows: vision tower -> Q-
 """
 
 import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -647,6 +648,10 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             inside; encoder-decoder: [batch, target_len] decoder targets.
         num_items_in_batch: supervised tokens across the whole (accumulated) batch; the loss is then
             a sum over this batch divided by it, so gradient accumulation weighs every token equally.
+
+        In training mode with `labels`, a decoder-only LLM computes logits only at the supervised
+        positions: `logits` is then [supervised tokens, vocab] in label order (pass
+        `logits_to_keep=0` for all of them).
         """
         image_features = self.get_image_features(
             pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features, num_frames=num_frames
@@ -661,9 +666,17 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 # is read as if unpadded; without this the LLM would number the pads too
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
                 kwargs["position_ids"] = positions[:, -inputs_embeds.shape[1] :]
+            supervised = None
+            if labels is not None and self.training and "logits_to_keep" not in kwargs and self._lm_keeps_logits():
+                # training needs logits only where a label is supervised: the visual tokens, the
+                # prompt and the padding need none, and the LM head over the vocabulary is costly
+                supervised = labels[:, 1:] != -100
+                kwargs["logits_to_keep"] = torch.cat([supervised, supervised.new_zeros(supervised.shape[0], 1)], 1)
             outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
             loss = None
-            if labels is not None:
+            if supervised is not None:  # logits: [supervised tokens, vocab], in label order
+                loss = self._lm_loss(outputs.logits, labels[:, 1:][supervised], num_items_in_batch)
+            elif labels is not None:
                 loss = self._lm_loss(outputs.logits[:, :-1], labels[:, 1:], num_items_in_batch)
         else:
             if decoder_input_ids is None and labels is not None:
@@ -683,6 +696,12 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         return InstructBlipForConditionalGenerationModelOutput(
             loss=loss, logits=outputs.logits, image_features=image_features, language_model_outputs=outputs
         )
+
+    def _lm_keeps_logits(self) -> bool:
+        if not hasattr(self, "_lm_accepts_logits_to_keep"):
+            parameters = inspect.signature(self.language_model.forward).parameters
+            self._lm_accepts_logits_to_keep = "logits_to_keep" in parameters
+        return self._lm_accepts_logits_to_keep
 
     @staticmethod
     def _lm_loss(logits, labels, num_items_in_batch=None):

@@ -22,7 +22,9 @@ This module must not load models or touch the network: it only turns raw inputs 
 
 import json
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -248,6 +250,23 @@ def _size_hw(size) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------------------------
 
 
+_THREAD_POOL = {"pid": None, "pool": None}
+
+
+def _map_in_threads(function, items) -> None:
+    """Run `function` over `items` on a per-process thread pool (one thread per core, at most 8), or
+    inline for a single item. A pool inherited through fork is not reused: its threads did not survive."""
+    workers = min(8, os.cpu_count() or 1)
+    if len(items) < 2 or workers < 2:
+        for item in items:
+            function(item)
+        return
+    if _THREAD_POOL["pid"] != os.getpid():
+        _THREAD_POOL.update(pid=os.getpid(), pool=ThreadPoolExecutor(workers, thread_name_prefix="instructblip-images"))
+    for _ in _THREAD_POOL["pool"].map(function, items):  # re-raises the first error, with its message
+        pass
+
+
 class InstructBlipImageProcessor(BaseImageProcessor):
     r"""The paper's image transforms, on PIL uint8 images with one vectorised numpy normalisation per batch.
 
@@ -469,13 +488,18 @@ class InstructBlipImageProcessor(BaseImageProcessor):
             names = [[f"images[{i}]"] for i in range(len(samples))]
 
         pixels = np.empty((len(samples), len(samples[0]), size[0], size[1], 3), dtype=np.uint8)
+        if not train:
+            # decoding and resizing run in PIL's C code with the GIL released: spread them over threads
+            def eval_one(item):
+                i, t, frame = item
+                pixels[i, t] = self.eval_transform(to_rgb_image(frame, input_data_format, names[i][t]), size, resample)
+
+            _map_in_threads(eval_one, [(i, t, f) for i, frames in enumerate(samples) for t, f in enumerate(frames)])
+            samples = []
         for i, frames in enumerate(samples):
             params = {}  # (width, height) -> (box, flip): one draw per video and frame size
             for t, frame in enumerate(frames):
                 rgb = to_rgb_image(frame, input_data_format, names[i][t])
-                if not train:
-                    pixels[i, t] = self.eval_transform(rgb, size, resample)
-                    continue
                 if rgb.size not in params:
                     box = random_resized_crop_box(rgb.width, rgb.height, self.train_scale, self.train_ratio, rng)
                     params[rgb.size] = (box, bool(rng.random() < self.train_flip_prob))

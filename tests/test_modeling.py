@@ -440,3 +440,32 @@ def test_clear_errors(reference_pair, llm_tokenizers, bert_tokenizer):
         InstructBlipForConditionalGeneration(config)(**inputs)
     with pytest.raises(ValueError, match="vision_config.model_type.*'not_a_tower'"):
         InstructBlipConfig(vision_config={"model_type": "not_a_tower"})
+
+
+def test_training_forward_computes_logits_only_where_supervised(llm_tokenizers, bert_tokenizer):
+    """The fast path (LM head on supervised positions only) gives the loss and gradients of the full one."""
+    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
+    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
+    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.05).freeze_for_instruction_tuning().train()
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, padding_side="right")
+    labels = labels_for("llama", llm_tokenizers, inputs)
+
+    def run(**extra):
+        model.zero_grad()
+        out = model(**inputs, labels=labels, **extra)
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast, fast_grads = run()
+    full, full_grads = run(logits_to_keep=0)
+    supervised = int((labels[:, 1:] != -100).sum())
+    assert fast.logits.shape == (supervised, full.logits.shape[-1])
+    assert full.logits.shape[:2] == inputs["input_ids"].shape
+    torch.testing.assert_close(fast.logits, full.logits[:, :-1][labels[:, 1:] != -100], atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.loss, full.loss, atol=1e-6, rtol=0)
+    assert fast_grads.keys() == full_grads.keys()
+    for name in fast_grads:
+        torch.testing.assert_close(fast_grads[name], full_grads[name], atol=1e-6, rtol=1e-5)
+    model.eval()
+    with torch.no_grad():  # eval mode keeps transformers' full logits
+        assert model(**inputs, labels=labels).logits.shape[:2] == inputs["input_ids"].shape
