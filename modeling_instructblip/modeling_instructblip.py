@@ -10,6 +10,7 @@ import copy
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -489,6 +490,31 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
 
     def get_decoder(self):
         return self.language_model.get_decoder()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' `from_pretrained`, reading safetensors only: unpickling a `.bin`/`.pt` file can
+        run arbitrary code, so pickled weights are refused (the LAVIS converter is the one place that
+        reads pickles, with `weights_only=True`)."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError(
+                "use_safetensors=False is refused: pickled weights can run arbitrary code when loaded. "
+                "Save them as safetensors first (safetensors.torch.save_file)."
+            )
+        kwargs["use_safetensors"] = True
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except OSError as err:
+            folder = Path(str(pretrained_model_name_or_path))
+            pickles = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+            if folder.is_dir() and pickles:
+                raise ValueError(
+                    f"{folder} holds pickled weights ({', '.join(pickles)}) and no safetensors. We load "
+                    "safetensors only, because unpickling can run arbitrary code. Convert them once with "
+                    "`torch.load(path, weights_only=True)` + `safetensors.torch.save_file`, or, for the original "
+                    "LAVIS checkpoints, with `python -m modeling_instructblip.convert`."
+                ) from err
+            raise
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # both Auto classes resolve to this class; register_for_auto_class records only one

@@ -469,3 +469,43 @@ def test_training_forward_computes_logits_only_where_supervised(llm_tokenizers, 
     model.eval()
     with torch.no_grad():  # eval mode keeps transformers' full logits
         assert model(**inputs, labels=labels).logits.shape[:2] == inputs["input_ids"].shape
+
+
+def test_loads_a_transformers_v4_era_config(reference_pair, llm_tokenizers, bert_tokenizer, tmp_path):
+    """The Salesforce/instructblip-* repos were written by transformers 4.3x: legacy keys (torch_dtype,
+    use_decoder_only_language_model, sub-config architectures/torch_dtype, ...) must load as well."""
+    import json
+    import shutil
+
+    _, ours, folder = reference_pair("llama")
+    shutil.copytree(folder, tmp_path / "v4", dirs_exist_ok=True)
+    config = json.loads((tmp_path / "v4" / "config.json").read_text())
+    config.update(architectures=["InstructBlipForConditionalGeneration"], torch_dtype="float32",
+                  transformers_version="4.31.0.dev0", use_decoder_only_language_model=True, tie_word_embeddings=False)
+    config.pop("dtype", None)
+    config["text_config"].update(architectures=["LlamaForCausalLM"], torch_dtype="float16",
+                                 _name_or_path="lmsys/vicuna-7b-v1.1", rms_norm_eps=1e-6)
+    config["text_config"].pop("dtype", None)
+    config["qformer_config"].update(position_embedding_type="absolute", classifier_dropout=None)
+    config["vision_config"].update(initializer_factor=1.0, dropout=0.0)
+    (tmp_path / "v4" / "config.json").write_text(json.dumps(config))
+    loaded = InstructBlipForConditionalGeneration.from_pretrained(tmp_path / "v4").eval()
+    assert loaded.config.model_type == "instructblip_hub" and loaded.config.use_decoder_only_language_model
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, ours(**inputs).logits, atol=0, rtol=0)
+    loaded.save_pretrained(tmp_path / "ours")  # and it saves in our format
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["model_type"] == "instructblip_hub"
+
+
+def test_pickled_weights_are_refused_with_the_reason(reference_pair, tmp_path):
+    import shutil
+
+    _, ours, folder = reference_pair("llama")
+    shutil.copytree(folder, tmp_path / "pickled")
+    (tmp_path / "pickled" / "model.safetensors").unlink()
+    torch.save(ours.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="pickled weights \\(pytorch_model.bin\\).*arbitrary code"):
+        InstructBlipForConditionalGeneration.from_pretrained(tmp_path / "pickled")
+    with pytest.raises(ValueError, match="use_safetensors=False is refused"):
+        InstructBlipForConditionalGeneration.from_pretrained(folder, use_safetensors=False)
