@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
 TRUNCATED_IMAGE = "truncated_image"
+OVERSIZED_IMAGE = "oversized_image"  # over PIL's decompression-bomb limit
 MALFORMED_RECORD = "malformed_record"
 WRONG_FIELD_TYPE = "wrong_field_type"
 
@@ -214,6 +215,8 @@ def check_image(path: str, mode: str = "header") -> None:
                 image.load()
     except UnidentifiedImageError:
         raise RecordError(CORRUPT_IMAGE, f"not a readable image: {path}") from None
+    except Image.DecompressionBombError as error:  # decoding it could exhaust memory
+        raise RecordError(OVERSIZED_IMAGE, f"oversized image: {path} ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for bad and cut files
         reason = TRUNCATED_IMAGE if "truncated" in str(error) else CORRUPT_IMAGE
         raise RecordError(reason, f"{reason.replace('_', ' ')}: {path} ({error})") from None

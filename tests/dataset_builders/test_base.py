@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from PIL import Image
 
 from dataset_builders import _base
 from dataset_builders._base import RecordError, check_image, iter_json_array
@@ -71,6 +72,29 @@ def test_field_checks_presence_and_type():
     assert not_object.value.reason == _base.MALFORMED_RECORD
 
 
+def _declared_size_png(path, width, height):
+    """A small valid PNG whose header declares `width` x `height`: PIL checks the declared size at open."""
+    import struct
+    import zlib
+
+    Image.new("L", (8, 8), 128).save(path, "PNG")
+    data = bytearray(open(path, "rb").read())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])))
+    open(path, "wb").write(bytes(data))
+    return path
+
+
+def test_decompression_bombs_are_a_reported_reason_not_a_crash(tmp_path):
+    path = _declared_size_png(str(tmp_path / "bomb.png"), 20000, 20000)
+    for mode in ("header", "full"):
+        with pytest.raises(RecordError) as bomb:
+            check_image(path, mode)
+        assert bomb.value.reason == _base.OVERSIZED_IMAGE and "bomb.png" in str(bomb.value)
+    check_image(_declared_size_png(str(tmp_path / "fine.png"), 8, 8), "full")
+
+
 def _damaged_vqav2(raw, image_damage):
     """A VQAv2 train split with one good question and one of each problem."""
     d = raw.vqav2()
@@ -82,6 +106,7 @@ def _damaged_vqav2(raw, image_damage):
         "missing_image": ({"image_id": 900}, {}),
         "corrupt_image": ({"image_id": 901}, {}),
         "truncated_image": ({"image_id": 902}, {}),
+        "oversized_image": ({"image_id": 903}, {}),
         "malformed_record": ({"question": None}, {}),  # key present, wrong type -> wrong_field_type
         "no_question": ({}, {}),
         "wrong_answers": ({}, {"answers": "red"}),
@@ -97,6 +122,7 @@ def _damaged_vqav2(raw, image_damage):
         path = f"{d}/train2014/COCO_train2014_{image_id:012d}.jpg"
         _noisy_image(path, "JPEG")
         damage(path)
+    _declared_size_png(f"{d}/train2014/COCO_train2014_{903:012d}.jpg", 20000, 20000)
     json.dump(questions, open(q_path, "w"))
     json.dump(annotations, open(a_path, "w"))
     return d
@@ -106,9 +132,10 @@ def test_errors_skip_counts_every_reason(raw, build, image_damage):
     d = _damaged_vqav2(raw, image_damage)
     ds, report = build("vqav2", d, "train", errors="skip", return_report=True)
     assert len(ds) == 2
-    assert report["num_records"] == 2 and report["num_skipped"] == 6
+    assert report["num_records"] == 2 and report["num_skipped"] == 7
     assert report["counts"] == {
-        "missing_image": 1, "corrupt_image": 1, "truncated_image": 1, "wrong_field_type": 2, "malformed_record": 1,
+        "missing_image": 1, "corrupt_image": 1, "truncated_image": 1, "oversized_image": 1, "wrong_field_type": 2,
+        "malformed_record": 1,
     }
     assert any("COCO_train2014_000000000900.jpg" in m for m in report["examples"]["missing_image"])
     # the report survives cache reuse
