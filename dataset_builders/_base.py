@@ -46,6 +46,10 @@ MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
 TRUNCATED_IMAGE = "truncated_image"
 OVERSIZED_IMAGE = "oversized_image"  # over PIL's decompression-bomb limit
+NON_UTF8_TEXT = "non_utf8_text"
+# Text files are decoded with "surrogateescape": an invalid byte becomes a lone surrogate in the string
+# (instead of failing the whole file), and `check_text` then rejects just the record holding it.
+TEXT_ERRORS = "surrogateescape"
 MALFORMED_RECORD = "malformed_record"
 WRONG_FIELD_TYPE = "wrong_field_type"
 
@@ -226,6 +230,18 @@ def check_image(path: str, mode: str = "header") -> None:
         raise RecordError(TRUNCATED_IMAGE, f"truncated image (no end marker): {path}")
 
 
+def check_text(record: dict) -> None:
+    """Raise RecordError if a text field of `record` holds bytes that were not valid UTF-8."""
+    for name, value in record.items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                    raise RecordError(NON_UTF8_TEXT, f"field {name!r} is not valid UTF-8: '{shown[:80]}'") from None
+
+
 def _has_end_marker(path: str, image_format: str) -> bool:
     marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND", "GIF": b"\x3b"}.get(image_format)
     if marker is None:  # other formats have no cheap end check
@@ -298,7 +314,7 @@ class _JsonStream:
 def iter_jsonl(path):
     """Yield (line number, decoded value or the JSONDecodeError) for each non-empty line, so one
     bad line becomes one bad record rather than a failed build."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors=TEXT_ERRORS) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -315,7 +331,7 @@ def iter_json_array(path: str, key: str | None = None, chunk_size: int = 1 << 20
     array is its value under `key` (other top-level values are decoded and discarded).
     Memory is one chunk plus one item, so multi-GB files (BLIP CapFilt's 14M pairs) stream.
     """
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors=TEXT_ERRORS) as f:
         stream = _JsonStream(f, chunk_size)
         if key is not None:
             stream.expect("{")
@@ -340,7 +356,7 @@ def iter_json_array(path: str, key: str | None = None, chunk_size: int = 1 << 20
 
 def load_json(path: str):
     """The whole JSON file (for files that are small or must be indexed, e.g. annotations)."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors=TEXT_ERRORS) as f:
         return json.load(f)
 
 
@@ -472,6 +488,7 @@ class InstructBuilder(datasets.GeneratorBasedBuilder):
                 if isinstance(records, dict):
                     records = [records]
                 for record in records:
+                    check_text(record)
                     if isinstance(record["image"], str):
                         self.check_image(record["image"])
                     for frame in record["frames"]:

@@ -19,7 +19,7 @@ features to rows).
 import csv
 import os
 
-from ._base import MALFORMED_RECORD, RecordError, most_common
+from ._base import MALFORMED_RECORD, TEXT_ERRORS, RecordError, most_common
 from ._video import MISSING_VIDEO, VideoError, VideoQABuilder
 from .schema import HELD_OUT
 from .templates import SHORT_ANSWER_PROMPT
@@ -60,7 +60,7 @@ class IVQA(VideoQABuilder):
     def _iter_raw(self, split, csv_file, video_dir):
         videos = {os.path.splitext(name)[0]: os.path.join(video_dir, name) for name in sorted(os.listdir(video_dir))}
         by_youtube_id = {stem[:YOUTUBE_ID_LENGTH]: path for stem, path in sorted(videos.items(), reverse=True)}
-        with open(csv_file, encoding="utf-8", newline="") as f:
+        with open(csv_file, encoding="utf-8", newline="", errors=TEXT_ERRORS) as f:
             for number, row in enumerate(csv.DictReader(f), 2):  # line 1 is the header
                 yield csv_file, f"line {number} (video_id={row.get('video_id')})", (number, row, videos, by_youtube_id)
 

@@ -27,7 +27,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
-from ._base import field, load_json
+from ._base import TEXT_ERRORS, field, load_json
 from ._video import MISSING_VIDEO, VideoError, VideoQABuilder, VideoQAConfig
 from .schema import HELD_OUT
 from .templates import SHORT_ANSWER_PROMPT
@@ -74,7 +74,7 @@ class MSVDQA(VideoQABuilder):
     def video_index(self, split: str):
         """What `video_path` needs to find a split's videos: here {N of "vid<N>": clip name}."""
         clips = {}
-        with open(self.path("youtube_mapping.txt"), encoding="utf-8") as f:
+        with open(self.path("youtube_mapping.txt"), encoding="utf-8", errors=TEXT_ERRORS) as f:
             for line in f:
                 parts = line.split()
                 if len(parts) == 2 and parts[1].startswith("vid") and parts[1][3:].isdigit():

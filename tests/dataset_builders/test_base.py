@@ -168,3 +168,24 @@ def test_missing_file_error_names_file_and_url(tmp_path, build):
     message = str(error.value)
     assert "testdev_balanced_questions.json" in message
     assert "https://downloads.cs.stanford.edu/nlp/data/gqa/questions1.2.zip" in message
+
+
+def test_non_utf8_text_skips_only_its_record(raw, build):
+    """One question with a byte that is not UTF-8 (a Latin-1 'é'): that record is reported, the rest build."""
+    d = raw.vqav2()
+    q_path = f"{d}/v2_OpenEnded_mscoco_train2014_questions.json"
+    questions = json.load(open(q_path))
+    bad = dict(questions["questions"][0], question_id=7777, question="caf\u00e9 or tea?")
+    questions["questions"].append(bad)
+    text = json.dumps(questions, ensure_ascii=False).encode("utf-8").replace("caf\u00e9".encode(), b"caf\xe9")
+    open(q_path, "wb").write(text)
+    annotations_path = f"{d}/v2_mscoco_train2014_annotations.json"
+    annotations = json.load(open(annotations_path))
+    annotations["annotations"].append(dict(annotations["annotations"][0], question_id=7777))
+    json.dump(annotations, open(annotations_path, "w"))
+    ds, report = build("vqav2", d, "train", errors="skip", return_report=True)
+    assert report["counts"] == {"non_utf8_text": 1}
+    assert len(ds) == report["num_records"] and 7777 not in {int(q) for q in ds["question_id"]}
+    assert any("question_id=7777" in m and "caf\\xe9" in m for m in report["examples"]["non_utf8_text"])
+    with pytest.raises(RecordError, match="not valid UTF-8"):
+        build("vqav2", d, "train")
