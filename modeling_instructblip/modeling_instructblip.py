@@ -526,21 +526,24 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     def _trainable_vision_norm(self) -> nn.LayerNorm:
         return self.vision_model.post_layernorm if self.config.uses_eva_vision else self.vision_layernorm
 
-    def _frozen_modules(self) -> list[nn.Module]:
+    def _frozen_vision_modules(self) -> list[nn.Module]:
         vision = self.vision_model
-        frozen_vision = [vision.embeddings, vision.encoder] if self.config.uses_eva_vision else [vision]
-        return [*frozen_vision, self.language_model]
+        return [vision.embeddings, vision.encoder] if self.config.uses_eva_vision else [vision]
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        language_model = [] if getattr(self, "_language_model_trains", False) else [self.language_model]
+        return [*self._frozen_vision_modules(), *language_model]
 
     def freeze_for_instruction_tuning(self, keep_frozen_in_eval: bool = True, train_language_model=False):
         """Freeze what the paper freezes: the vision tower and the LLM. The Q-Former, the query tokens,
         the projection and the LayerNorm after the vision tower train. With `keep_frozen_in_eval`, the
         frozen towers stay in eval mode (no dropout) whenever the model is put in train mode.
-        `train_language_model=True` leaves the LLM's `requires_grad` flags alone (for LoRA adapters)."""
+        `train_language_model=True` leaves the LLM trainable and in the model's train/eval mode: for
+        LoRA, then wrap the LLM with peft, which freezes all but its adapters."""
+        self._language_model_trains = train_language_model
         for param in self.parameters():
             param.requires_grad = True
         for module in self._frozen_modules():
-            if module is self.language_model and train_language_model:
-                continue
             module.requires_grad_(False)
         self._frozen_modules_in_eval = keep_frozen_in_eval
         self.train(self.training)
@@ -571,7 +574,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 "pixel_values must be [batch, channels, height, width] or, for video, "
                 f"[batch, frames, channels, height, width]; got shape {tuple(pixel_values.shape)}"
             )
-        frozen = self._frozen_modules()[:-1]
+        frozen = self._frozen_vision_modules()
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for m in frozen for p in m.parameters())
         with torch.set_grad_enabled(needs_grad):
             if self.config.uses_eva_vision:

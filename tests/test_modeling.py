@@ -314,6 +314,11 @@ def test_freezing_follows_the_paper(llm_tokenizers, bert_tokenizer):
     assert "query_tokens" in trainable and "vision_model.post_layernorm.weight" in trainable
     assert any(n.startswith("qformer.encoder.layer.0.intermediate_query") for n in trainable)
     assert any(n.startswith("qformer.embeddings.word_embeddings") for n in trainable)
+    # with LoRA on the LLM, the LLM's flags and train mode are left to the adapters
+    lora_style = InstructBlipForConditionalGeneration(model.config).freeze_for_instruction_tuning(train_language_model=True)
+    lora_style.train()
+    assert lora_style.language_model.training and not lora_style.vision_model.encoder.training
+    assert all(p.requires_grad for p in lora_style.language_model.parameters())
     # frozen towers stay in eval mode (no dropout) while the model trains
     assert model.training and model.qformer.training
     assert not model.language_model.training and not model.vision_model.encoder.training
