@@ -241,14 +241,16 @@ class InstructBlipQFormerEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
 
-    def forward(self, input_ids: torch.LongTensor | None, query_embeds: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.LongTensor | None, query_embeds: torch.Tensor, position_ids=None) -> torch.Tensor:
         if input_ids is not None and input_ids.shape[1] > 0:
             seq_len = input_ids.shape[1]
             if seq_len > self.position_ids.shape[1]:
                 raise ValueError(
                     f"qformer_input_ids has {seq_len} tokens; the Q-Former has {self.position_ids.shape[1]} positions"
                 )
-            text = self.word_embeddings(input_ids) + self.position_embeddings(self.position_ids[:, :seq_len])
+            if position_ids is None:
+                position_ids = self.position_ids[:, :seq_len]
+            text = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
             embeddings = torch.cat([query_embeds.to(text.dtype), text], dim=1)
         else:
             embeddings = query_embeds
@@ -396,7 +398,11 @@ class InstructBlipQFormerModel(nn.Module):
         Returns the queries' last hidden state, [batch, num_query_tokens, hidden].
         """
         query_length = query_embeds.shape[1]
-        embeddings = self.embeddings(input_ids, query_embeds)
+        position_ids = None
+        if input_ids is not None and attention_mask is not None and not bool(attention_mask.all()):
+            # text positions count real tokens, so left padding numbers the instruction as right padding does
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        embeddings = self.embeddings(input_ids, query_embeds, position_ids)
         mask = None
         if input_ids is not None and attention_mask is not None:
             query_mask = attention_mask.new_ones(attention_mask.shape[0], query_length)

@@ -757,8 +757,9 @@ class InstructBlipProcessor(ProcessorMixin):
             max_length (`int`, *optional*): bound on the whole LLM sequence, image tokens included. In a
                 decoder-only training batch the target is cut to fit; a sample whose image tokens and instruction
                 leave no room for one target token and EOS raises ValueError. Elsewhere the instruction is cut.
-            padding_side: "left" or "right" for both tokenizers; defaults to each tokenizer's own side, and to
-                "right" for decoder-only training batches. Use "left" for batched decoder-only generation.
+            padding_side: "left" or "right" for the LLM tokenizer; defaults to its own side, and to "right" for
+                decoder-only training batches. Use "left" for batched decoder-only generation. The Q-Former input
+                keeps its tokenizer's side (right, as in LAVIS).
             truncation_side: side the instruction is cut from (the paper: "left").
             instruction_max_length / target_max_length: override the processor's.
             add_special_tokens (`bool`): add the tokenizers' special tokens to the instruction.
@@ -895,7 +896,7 @@ class InstructBlipProcessor(ProcessorMixin):
 
         # pad the text part; the image tokens go in front of everything, never padded or truncated
         llm_side = padding_side or ("right" if decoder_only_training else self.tokenizer.padding_side)
-        qformer_side = padding_side or self.qformer_tokenizer.padding_side
+        qformer_side = self.qformer_tokenizer.padding_side
         llm_mask = [[1] * len(ids) for ids in llm_ids]
         qformer_mask = [[1] * len(ids) for ids in qformer_ids]
 

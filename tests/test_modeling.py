@@ -514,3 +514,20 @@ def test_pickled_weights_are_refused_with_the_reason(reference_pair, tmp_path):
         InstructBlipForConditionalGeneration.from_pretrained(tmp_path / "pickled")
     with pytest.raises(ValueError, match="use_safetensors=False is refused"):
         InstructBlipForConditionalGeneration.from_pretrained(folder, use_safetensors=False)
+
+
+def test_qformer_padding_side_does_not_change_the_visual_tokens(reference_pair, llm_tokenizers, bert_tokenizer):
+    """Q-Former text positions count real tokens: a left-padded instruction gives the visual tokens of the
+    right-padded one (transformers numbers the pads, so its scores depend on the rest of the batch)."""
+    _, ours, _ = reference_pair("llama")
+    prompts = ["A short image caption:", "Question: what color is the big square on the left? Short answer:"]
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, prompts=prompts)
+    right_ids, right_mask = inputs["qformer_input_ids"], inputs["qformer_attention_mask"]
+    left_ids, left_mask = torch.zeros_like(right_ids), torch.zeros_like(right_mask)
+    for row, mask in enumerate(right_mask):
+        n = int(mask.sum())
+        left_ids[row, -n:], left_mask[row, -n:] = right_ids[row, :n], 1
+    with torch.no_grad():
+        right = ours.get_image_features(inputs["pixel_values"], right_ids, right_mask).language_model_inputs
+        left = ours.get_image_features(inputs["pixel_values"], left_ids, left_mask).language_model_inputs
+    torch.testing.assert_close(left, right, atol=ATOL, rtol=0)

@@ -311,14 +311,20 @@ def test_single_sample_matches_transformers(kind, build, build_reference):
 @pytest.mark.parametrize("kind", ["llama", "t5"])
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_padded_batch_matches_transformers(kind, side, build, build_reference):
+    """`padding_side` pads the LLM input; the Q-Former input keeps its tokenizer's side (right, as LAVIS
+    does: transformers' processor would left-pad it too, and transformers' Q-Former numbers those pads)."""
     ours, reference = build(kind), build_reference(kind)
     images = [random_image(60, 80, seed=0), random_image(300, 120, "RGBA", seed=1)]
-    expected = reference(images=images, text=PROMPTS, padding=True, padding_side=side, return_tensors="pt")
+    reference.tokenizer.padding_side = side
+    expected = reference(images=images, text=PROMPTS, padding=True, return_tensors="pt")
+    assert reference.qformer_tokenizer.padding_side == "right"
     assert_same_batch(ours(images=images, text=PROMPTS, padding_side=side, return_tensors="pt"), expected)
     # without padding_side each tokenizer pads on its own side, as transformers does
-    ours.tokenizer.padding_side = reference.tokenizer.padding_side = side
-    expected = reference(images=images, text=PROMPTS, padding=True, return_tensors="pt")
+    ours.tokenizer.padding_side = side
     assert_same_batch(ours(images=images, text=PROMPTS, return_tensors="pt"), expected)
+    ours.qformer_tokenizer.padding_side = reference.qformer_tokenizer.padding_side = side
+    expected = reference(images=images, text=PROMPTS, padding=True, return_tensors="pt")
+    assert_same_batch(ours(images=images, text=PROMPTS, padding_side=side, return_tensors="pt"), expected)
 
 
 @pytest.mark.parametrize("kind", ["llama", "t5"])
