@@ -53,32 +53,46 @@ def train_llama_tokenizer(vocab_size: int = 400, extra_corpus=None) -> LlamaToke
     return LlamaTokenizer(vocab=model["vocab"], merges=merges, add_prefix_space=True, add_bos_token=True, add_eos_token=False)
 
 
+def _words(extra_corpus, lowercase: bool) -> list[str]:
+    """The corpus's words and punctuation marks (BERT's pre-tokenization), most frequent first, ties
+    broken alphabetically: a vocabulary that is the same in every process."""
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    counts = {}
+    for line in _corpus(extra_corpus):
+        for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(line)):
+            counts[word] = counts.get(word, 0) + 1
+    return sorted(counts, key=lambda w: (-counts[w], w))
+
+
 def train_t5_tokenizer(vocab_size: int = 400, extra_corpus=None) -> T5Tokenizer:
-    """A T5-style Unigram tokenizer (`<pad>`=0, `</s>`=1, `<unk>`=2, EOS appended, no BOS)."""
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tok.train_from_iterator(
-        _corpus(extra_corpus),
-        trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-        ),
-    )
-    vocab = [(piece, score) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
-    return T5Tokenizer(vocab=vocab, extra_ids=0)
+    """A T5-style Unigram tokenizer (`<pad>`=0, `</s>`=1, `<unk>`=2, EOS appended, no BOS). Its
+    pieces (whole words, then single characters) and their scores come from corpus counts, not from
+    a trainer, so the vocabulary is the same in every process (tokenizers' trainers break ties by
+    hash order)."""
+    words = _words(extra_corpus, lowercase=False)
+    characters = sorted({c for w in words for c in w})
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    pieces += [(f"▁{w}", -3.0 - 0.01 * rank) for rank, w in enumerate(words[: vocab_size // 2])]
+    pieces += [(c, -8.0) for c in characters] + [(f"▁{c}", -7.0) for c in characters]
+    seen, vocab = set(), []
+    for piece, score in pieces:
+        if piece not in seen:
+            seen.add(piece)
+            vocab.append((piece, score))
+    return T5Tokenizer(vocab=vocab[:vocab_size], extra_ids=0)
 
 
 def train_bert_tokenizer(vocab_size: int = 300, extra_corpus=None) -> BertTokenizer:
-    """A bert-base-uncased-style WordPiece tokenizer for the Q-Former (`[CLS] ... [SEP]`)."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(
-        _corpus(extra_corpus),
-        trainers.WordPieceTrainer(
-            vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False
-        ),
-    )
-    return BertTokenizer(vocab=tok.get_vocab())
+    """A bert-base-uncased-style WordPiece tokenizer for the Q-Former (`[CLS] ... [SEP]`): the corpus's
+    most frequent words, then every character alone and as a `##` continuation, so any corpus text
+    tokenizes without `[UNK]`; built from counts, so the same in every process."""
+    words = _words(extra_corpus, lowercase=True)
+    characters = sorted({c for w in words for c in w})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    room = max(0, vocab_size - len(specials) - 2 * len(characters))
+    tokens = specials + characters + [f"##{c}" for c in characters] + [w for w in words[:room] if len(w) > 1]
+    return BertTokenizer(vocab={token: index for index, token in enumerate(dict.fromkeys(tokens))})
 
 
 # Scaled-down copies of the paper's towers. Sizes are small enough for a CPU test in milliseconds
