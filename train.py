@@ -1,0 +1,362 @@
+"""Instruction-tune InstructBLIP on the held-in mixture with the Hugging Face `Trainer`.
+
+    accelerate launch train.py configs/demo.yaml                    # a few minutes on a CPU
+    accelerate launch train.py configs/vicuna-7b.yaml --max_steps 100 --output_dir out/
+    accelerate launch --config_file configs/accelerate/fsdp.yaml train.py configs/flan-t5-xxl.yaml
+
+Arguments come from a YAML file (first argument) and/or the command line, which overrides it; see
+`ModelArguments`, `DataArguments` and `InstructBlipTrainingArguments` (the Trainer's own arguments
+plus `warmup_start_lr`). The run leaves a Hub-ready folder in `output_dir`: safetensors, remote
+code, processor, the paper's generation config, a model card, a loss curve and TensorBoard logs.
+"""
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+import yaml  # noqa: E402
+from transformers import HfArgumentParser, TrainingArguments, set_seed  # noqa: E402
+from transformers.integrations import is_tensorboard_available  # noqa: E402
+
+from dataset_builders import DATASETS  # noqa: E402
+from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
+from modeling_instructblip import InstructBlipProcessor, paper_generation_config  # noqa: E402
+from training import modeling  # noqa: E402
+from training.data import (  # noqa: E402
+    InstructBlipCollator,
+    InstructionDataset,
+    InstructionStream,
+    is_short_answer_record,
+    load_training_mixture,
+    load_validation_set,
+)
+from training.report import LOSS_CURVE_FILENAME, plot_loss_curve, push_folder, write_model_card  # noqa: E402
+from training.trainer import GenerationEval, InstructBlipTrainer  # noqa: E402
+
+logger = logging.getLogger("train")
+
+
+@dataclass
+class ModelArguments:
+    """Where training starts: one of `model_name_or_path`, the three parts, or `tiny_text_model`."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "InstructBLIP checkpoint (folder or Hub id), ours or transformers' format"}
+    )
+    vision_model: str | None = field(
+        default=None, metadata={"help": "compose a new model: vision tower (InstructBLIP checkpoint, CLIP or SigLIP)"}
+    )
+    qformer_model: str | None = field(default=None, metadata={"help": "compose: BERT checkpoint for the Q-Former"})
+    language_model: str | None = field(default=None, metadata={"help": "compose: the LLM (causal or seq2seq)"})
+    num_query_tokens: int = field(default=32, metadata={"help": "compose: query tokens (the paper: 32)"})
+    tiny_text_model: str | None = field(
+        default=None, metadata={"help": "build a tiny random model from scratch around this LLM type (llama, t5)"}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "tiny model: config changes, e.g. 'qformer_config.hidden_dropout_prob=0'"}
+    )
+    dtype: str | None = field(default=None, metadata={"help": "load dtype of checkpoints/parts (float32 default)"})
+    frozen_dtype: str | None = field(
+        default=None, metadata={"help": "cast the frozen vision tower and LLM to this dtype (bfloat16, float16)"}
+    )
+    train_language_model: bool = field(
+        default=False, metadata={"help": "train the whole LLM too (the paper freezes it; for tiny from-scratch LLMs)"}
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank on the LLM (0: no LoRA)"})
+    lora_alpha: int = field(default=16)
+    lora_dropout: float = field(default=0.0)
+    lora_target_modules: str = field(default=modeling.LORA_TARGET_MODULES, metadata={"help": "regex, full match"})
+    lora_merge: bool = field(
+        default=False, metadata={"help": "save LoRA merged into the LLM (default: base model + lora_adapter/)"}
+    )
+    trust_remote_code: bool = field(default=False)
+
+    def __post_init__(self):
+        parts = (self.vision_model, self.qformer_model, self.language_model)
+        choices = [self.model_name_or_path is not None, any(parts), self.tiny_text_model is not None]
+        if sum(choices) != 1:
+            raise ValueError("give one of model_name_or_path, (vision_model, qformer_model, language_model), tiny_text_model")
+        if any(parts) and not all(parts):
+            raise ValueError("composing a model needs vision_model, qformer_model and language_model")
+        if self.lora_r and self.train_language_model:
+            raise ValueError("lora_r and train_language_model exclude each other")
+
+
+@dataclass
+class DataArguments:
+    """The held-in mixture and the held-in validation set."""
+
+    data_dirs: dict | str | None = field(
+        default=None, metadata={"help": "held-in datasets to train on: JSON/YAML {name: raw release folder}"}
+    )
+    sample_corpus_dir: str | None = field(
+        default=None, metadata={"help": "write the bundled synthetic sample corpus here and train on its held-in part"}
+    )
+    multipliers: dict | str | None = field(
+        default=None, metadata={"help": "{name: factor} on sqrt(size), e.g. {okvqa: 2.0, aokvqa: 0.5}"}
+    )
+    dataset_sizes: dict | str | None = field(default=None, metadata={"help": "{name: size} for streaming datasets"})
+    streaming: bool = field(default=False, metadata={"help": "stream the raw files (needs max_steps)"})
+    stopping_strategy: str = field(default="all_exhausted")
+    max_eval_samples: int | None = field(default=64, metadata={"help": "validation records per dataset"})
+    generation_eval_samples: int = field(
+        default=0, metadata={"help": "held-in short-answer questions answered at each evaluation (accuracy)"}
+    )
+    generation_max_new_tokens: int = field(default=10)
+    generation_num_beams: int = field(default=1)
+    max_length: int | None = field(default=None, metadata={"help": "bound on the LLM sequence (image tokens included)"})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "where the builders write their Arrow files"})
+    record_errors: str = field(default="skip", metadata={"help": "bad raw records: skip (count) or fail"})
+    image_check: str = field(default="header", metadata={"help": "build-time image check: none, exists, header, full"})
+
+    def __post_init__(self):
+        for name in ("data_dirs", "multipliers", "dataset_sizes"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, json.loads(value))
+        if not self.data_dirs and not self.sample_corpus_dir:
+            raise ValueError("give data_dirs ({name: folder}) or sample_corpus_dir")
+
+
+@dataclass
+class InstructBlipTrainingArguments(TrainingArguments):
+    """The Trainer's arguments, with the defaults this recipe needs and the paper's warmup start."""
+
+    warmup_start_lr: float | None = field(
+        default=None,
+        metadata={"help": "paper schedule: linear warmup from this LR to learning_rate, then cosine to 0"},
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "the collator reads raw records"})
+    report_to: None | str | list[str] = field(default="tensorboard")
+    loss_curve: bool = field(default=True, metadata={"help": f"write {LOSS_CURVE_FILENAME} to output_dir"})
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, InstructBlipTrainingArguments)
+
+
+def parse_args(argv=None):
+    """(model_args, data_args, training_args) from `[config.yaml] [--key value ...]`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
+        with open(argv.pop(0), encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"unknown keys in the config file: {unknown}")
+        parser.set_defaults(**config)
+    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+
+
+def setup_logging(training_args):
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler(sys.stdout)]
+    )
+    level = training_args.get_process_log_level()
+    for module_logger in (logger, logging.getLogger("training"), logging.getLogger("dataset_builders")):
+        module_logger.setLevel(level)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    if "tensorboard" in training_args.report_to and not is_tensorboard_available():
+        logger.warning("tensorboard is not installed (pip install tensorboard): TensorBoard logs are off")
+        training_args.report_to = [name for name in training_args.report_to if name != "tensorboard"]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` whose trainer state was written (the last file a save writes), so a
+    run killed in the middle of a save resumes from the one before."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted(
+        (int(name.split("-")[1]), name)
+        for name in os.listdir(output_dir)
+        if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
+        and os.path.exists(os.path.join(output_dir, name, "trainer_state.json"))
+    )
+    return os.path.join(output_dir, steps[-1][1]) if steps else None
+
+
+def resolve_data_dirs(data_args, training_args) -> dict:
+    data_dirs = dict(data_args.data_dirs or {})
+    if data_args.sample_corpus_dir:
+        with training_args.main_process_first(desc="writing the sample corpus"):
+            marker = os.path.join(data_args.sample_corpus_dir, "corpus.json")
+            if not os.path.exists(marker):
+                written = write_sample_corpus(data_args.sample_corpus_dir, seed=0)
+                with open(marker, "w") as f:
+                    json.dump(written, f)
+            with open(marker) as f:
+                written = json.load(f)
+        for name, folder in written.items():
+            if DATASETS[name].role == "held_in":
+                data_dirs.setdefault(name, folder)
+    return data_dirs
+
+
+def build_model(model_args, seed: int):
+    """(model, processor, base model names for the card)."""
+    dtype = getattr(torch, model_args.dtype) if model_args.dtype else None
+    if model_args.model_name_or_path:
+        model, processor = modeling.load_checkpoint(model_args.model_name_or_path, dtype, model_args.trust_remote_code)
+        return model, processor, [model_args.model_name_or_path]
+    if model_args.tiny_text_model:
+        model, processor = modeling.build_tiny(model_args.tiny_text_model, seed, model_args.config_overrides)
+        return model, processor, []
+    parts = [model_args.vision_model, model_args.qformer_model, model_args.language_model]
+    model, processor = modeling.compose_from_parts(*parts, num_query_tokens=model_args.num_query_tokens, dtype=dtype)
+    return model, processor, parts
+
+
+def main(argv=None):
+    # -- arguments, logging -----------------------------------------------------------------------
+    model_args, data_args, training_args = parse_args(argv)
+    setup_logging(training_args)
+    logger.info("training arguments: %s", training_args)
+    set_seed(training_args.seed)
+
+    # -- data ---------------------------------------------------------------------------------------
+    data_dirs = resolve_data_dirs(data_args, training_args)
+    with training_args.main_process_first(desc="building the held-in datasets"):
+        mixture, proportions, build_reports = load_training_mixture(
+            data_dirs,
+            multipliers=data_args.multipliers,
+            sizes=data_args.dataset_sizes,
+            streaming=data_args.streaming,
+            stopping_strategy=data_args.stopping_strategy,
+            seed=training_args.seed,
+            cache_dir=data_args.dataset_cache_dir,
+            errors=data_args.record_errors,
+            image_check=data_args.image_check,
+        )
+        validation = None
+        if training_args.eval_strategy != "no" or training_args.do_eval:
+            validation = load_validation_set(
+                data_dirs, max_samples_per_dataset=data_args.max_eval_samples,
+                cache_dir=data_args.dataset_cache_dir, errors=data_args.record_errors, image_check=data_args.image_check,
+            )
+    logger.info("mixture: %s", {name: round(p, 4) for name, p in proportions.items()})
+    skipped_at_build = {
+        name: report["num_skipped"] for name, report in build_reports.items() if report and report["num_skipped"]
+    }
+    if data_args.streaming:
+        train_dataset = InstructionStream(mixture, seed=training_args.seed)
+    else:
+        train_dataset = InstructionDataset(mixture, seed=training_args.seed)
+    eval_dataset = InstructionDataset(validation, train=False) if validation is not None else None
+
+    # -- model --------------------------------------------------------------------------------------
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint in ("true", "True", "latest"):
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
+        logger.info("resuming from %s", checkpoint)
+    model, processor, base_models = build_model(model_args, training_args.seed)
+    if checkpoint and os.path.exists(os.path.join(checkpoint, "processor_config.json")):
+        # the run's own tokenizers (a from-scratch tiny model's are trained anew at every start)
+        processor = InstructBlipProcessor.from_pretrained(checkpoint)
+    frozen_dtype = getattr(torch, model_args.frozen_dtype) if model_args.frozen_dtype else None
+    modeling.freeze(model, train_language_model=model_args.train_language_model, frozen_dtype=frozen_dtype)
+    lora_config = None
+    if model_args.lora_r:
+        lora_config = modeling.add_lora(
+            model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_target_modules
+        )
+    model.generation_config = paper_generation_config(model.config.text_config)
+    trainable, total = modeling.count_parameters(model)
+    logger.info("%s parameters, %s trainable", f"{total:,}", f"{trainable:,}")
+
+    generation_eval = None
+    if validation is not None and data_args.generation_eval_samples:
+        questions = InstructionDataset(validation, train=False).dataset.filter(is_short_answer_record)
+        questions = questions.select(range(min(data_args.generation_eval_samples, len(questions))))
+        generation_eval = GenerationEval(
+            processor, list(questions), batch_size=training_args.per_device_eval_batch_size,
+            max_new_tokens=data_args.generation_max_new_tokens, num_beams=data_args.generation_num_beams,
+        )
+
+    # -- Trainer ------------------------------------------------------------------------------------
+    push_to_hub = training_args.push_to_hub
+    training_args.push_to_hub = False  # the finished folder is uploaded once, below, card included
+    trainer = InstructBlipTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=InstructBlipCollator(processor, max_length=data_args.max_length),
+        processing_class=processor,
+        generation_eval=generation_eval,
+    )
+
+    # -- train --------------------------------------------------------------------------------------
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = dict(train_result.metrics)
+    metrics["skipped_records"] = trainer.total_skipped_records()
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    # -- evaluate -----------------------------------------------------------------------------------
+    eval_metrics = {}
+    if eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    # -- save, card, push ---------------------------------------------------------------------------
+    output_dir = training_args.output_dir
+    if lora_config is not None:
+        if training_args.should_save and not model_args.lora_merge:
+            modeling.save_lora_adapter(model, lora_config, os.path.join(output_dir, "lora_adapter"))
+        modeling.remove_lora(model, merge=model_args.lora_merge)
+    trainer.save_model(output_dir)  # weights, remote code, processor, generation config
+    if training_args.should_save:
+        if training_args.loss_curve:
+            plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, LOSS_CURVE_FILENAME))
+        hyperparameters = {
+            "steps": trainer.state.global_step,
+            "global batch size": training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps * training_args.world_size,
+            "learning rate": training_args.learning_rate,
+            "warmup": f"{training_args.warmup_steps} steps from {training_args.warmup_start_lr}",
+            "schedule": "cosine to 0" if training_args.warmup_start_lr is not None else training_args.lr_scheduler_type,
+            "optimizer": f"AdamW betas ({training_args.adam_beta1}, {training_args.adam_beta2})",
+            "weight decay": f"{training_args.weight_decay} (tensors with >= 2 dims only)",
+            "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+            "trainable parameters": f"{trainable:,} of {total:,}",
+            "seed": training_args.seed,
+        }
+        write_model_card(
+            output_dir,
+            model_name=training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir)),
+            base_models=base_models,
+            datasets=list(data_dirs),
+            proportions=proportions,
+            hyperparameters=hyperparameters,
+            eval_metrics=eval_metrics,
+            data_report={
+                **{f"{name} (at build)": n for name, n in skipped_at_build.items()},
+                "during training": metrics["skipped_records"],
+            },
+            lora=None if lora_config is None else {
+                "r": model_args.lora_r, "alpha": model_args.lora_alpha, "target modules": model_args.lora_target_modules,
+                "saved": "merged" if model_args.lora_merge else "adapter in lora_adapter/",
+            },
+        )
+        if push_to_hub:
+            repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+            push_folder(output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+            logger.info("pushed %s to the Hub as %s", output_dir, repo_id)
+    return {"train": metrics, "eval": eval_metrics}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Training and validation data for instruction tuning: the held-in mixture, per-draw instruction
+templates, image decoding that counts bad records instead of crashing, and the collator that turns
+records into the processor's masked training batch.
+
+Randomness is a pure function of (seed, epoch, position), never of worker ids or process state:
+the template drawn for a record and its random crop/flip are the same whichever dataloader worker
+or rank reads it, and a resumed run sees exactly what an uninterrupted one would have.
+This module must not know any source format (the builders do) or touch the model.
+"""
+
+import hashlib
+import io
+import logging
+import random
+import re
+
+import datasets
+import numpy as np
+import PIL.Image
+import torch
+
+from dataset_builders import DATASETS, load
+from dataset_builders.mixture import build_mixture
+from dataset_builders.schema import HELD_IN, VQA, VQA_MULTIPLE_CHOICE
+from dataset_builders.templates import redraw_instruction
+from modeling_instructblip.processing_instructblip import random_resized_crop_box, to_rgb_image
+
+logger = logging.getLogger(__name__)
+
+# Why a record read at training time was replaced by the next one (builders count the rest).
+UNREADABLE_IMAGE = "unreadable_image"
+NO_IMAGE = "no_image"
+
+VALIDATION_SPLIT = "validation"
+
+
+def draw_seed(seed: int, epoch: int, position: int) -> int:
+    """A 63-bit seed for one draw of one record (its template and its crop/flip)."""
+    digest = hashlib.sha256(f"{seed}/{epoch}/{position}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _undecoded(dataset):
+    """`dataset` with images left as {"path", "bytes"}: they are opened here, where a bad file can be
+    counted, instead of inside `datasets` where it would end the run."""
+    features = dataset.features.copy()
+    features["image"] = datasets.Image(decode=False)
+    features["frames"] = datasets.List(datasets.Image(decode=False))
+    return dataset.cast(features)
+
+
+def open_image(image) -> PIL.Image.Image:
+    """{"path", "bytes"} -> a fully decoded PIL image (truncated or corrupt files raise OSError)."""
+    if image is None:
+        raise ValueError(NO_IMAGE)
+    source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+    with PIL.Image.open(source) as opened:
+        opened.load()
+        return opened.copy()
+
+
+def prepare_sample(record: dict, seed: int, epoch: int, position: int, train: bool) -> dict:
+    """A record -> what the collator needs; a training sample gets a freshly drawn template.
+    Raises OSError/ValueError when the record's image cannot be read."""
+    draw = draw_seed(seed, epoch, position)
+    if train:
+        record = redraw_instruction(record, random.Random(draw))
+    return {
+        "image": open_image(record["image"]),
+        "instruction": record["instruction"],
+        "target": record["target"],
+        "seed": draw,
+        "train": train,
+        "skipped": 0,
+    }
+
+
+def _skip_reason(error: Exception) -> str:
+    return NO_IMAGE if str(error) == NO_IMAGE else UNREADABLE_IMAGE
+
+
+class InstructionDataset(torch.utils.data.Dataset):
+    """A map-style `datasets.Dataset` of records -> samples for the collator.
+
+    With `train=True` each read re-draws the record's instruction template from
+    (seed, epoch, index), so a record shows a new template every epoch (the Trainer calls
+    `set_epoch`) and repeats of a record within an epoch differ too. A record whose image cannot be
+    read is replaced by the next readable one, and the sample's `skipped` is 1: summed over an
+    epoch, the number of unreadable records.
+    """
+
+    def __init__(self, dataset: datasets.Dataset, seed: int = 0, train: bool = True, max_skips: int = 100):
+        self.dataset = _undecoded(dataset)
+        self.seed = seed
+        self.train = train
+        self.epoch = 0
+        self.max_skips = max_skips
+
+    def set_epoch(self, epoch: int):
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        for offset in range(self.max_skips + 1):
+            position = (index + offset) % len(self.dataset)
+            try:
+                sample = prepare_sample(self.dataset[position], self.seed, self.epoch, index, train=self.train)
+            except (OSError, ValueError, SyntaxError) as error:
+                logger.warning("record %d: %s (%s); using the next one", position, _skip_reason(error), error)
+                continue
+            sample["skipped"] = int(offset > 0)  # this index's own record was replaced: counted once
+            return sample
+        raise RuntimeError(f"{self.max_skips + 1} records in a row from index {index} are unreadable")
+
+
+class InstructionStream(torch.utils.data.IterableDataset):
+    """A streaming `datasets.IterableDataset` of records -> samples, for `max_steps` training.
+
+    Every dataloader worker reads the stream and keeps every `num_workers`-th record (the mixture
+    is usually one shard, which `datasets` would give to a single worker). Positions in the stream
+    seed the template and crop draws, so the stream is the same for any number of workers, and
+    the Trainer's batch skipping on resume reproduces it. Unreadable records are dropped and
+    counted in the next sample's `skipped`.
+    """
+
+    def __init__(self, dataset: datasets.IterableDataset, seed: int = 0, train: bool = True, read_batch: int = 64):
+        self.dataset = _undecoded(dataset)
+        self.seed = seed
+        self.train = train
+        self.epoch = 0
+        self.read_batch = read_batch
+
+    def set_epoch(self, epoch: int):
+        self.epoch = int(epoch)
+        self.dataset.set_epoch(epoch)
+
+    def _records(self):
+        # `.iter` is the public way to read without `datasets` sharding the stream per worker itself
+        for batch in self.dataset.iter(batch_size=self.read_batch):
+            keys = list(batch)
+            for values in zip(*(batch[key] for key in keys)):
+                yield dict(zip(keys, values))
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        skipped = 0
+        for position, record in enumerate(self._records()):
+            if position % num_workers != worker_id:
+                continue
+            try:
+                sample = prepare_sample(record, self.seed, self.epoch, position, train=self.train)
+            except (OSError, ValueError, SyntaxError) as error:
+                skipped += 1
+                logger.warning("stream position %d: %s (%s); dropped", position, _skip_reason(error), error)
+                continue
+            sample["skipped"], skipped = skipped, 0
+            yield sample
+
+
+class InstructBlipCollator:
+    """Samples -> the processor's batch: `pixel_values`, Q-Former and LLM ids with the paper's
+    label masking, plus `num_skipped_records` ([batch], unreadable records each sample stands in for), which the
+    Trainer removes before the forward pass.
+
+    Training samples get the paper's train transform (the image processor's RandomResizedCrop
+    0.5-1 + flip), each drawn from its own seed: a sample's view does not depend on which worker,
+    rank or batch it lands in, so 2 x 2 accumulated equals one batch of 4. Validation samples get
+    the eval transform. The dataset marks which is which, so one collator serves both.
+    """
+
+    def __init__(self, processor, max_length: int | None = None):
+        if processor.is_encoder_decoder is None:
+            raise ValueError("the processor must know its LLM kind: set processor.is_encoder_decoder")
+        self.processor = processor
+        self.max_length = max_length
+
+    def __call__(self, samples: list[dict]) -> dict:
+        train = all(s["train"] for s in samples)
+        images = [self.train_view(s["image"], s["seed"]) if train else s["image"] for s in samples]
+        batch = self.processor(
+            images=images,  # train views are already cropped to size: the eval path only normalises them
+            text=[s["instruction"] for s in samples],
+            targets=[s["target"] for s in samples],
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        batch = dict(batch)
+        batch["num_skipped_records"] = torch.tensor([s["skipped"] for s in samples], dtype=torch.long)
+        return batch
+
+
+    def train_view(self, image, seed: int) -> np.ndarray:
+        """One image's random crop + flip (uint8 [H, W, 3] at the processor's size), from its seed,
+        with the image processor's own draw order (box, then flip)."""
+        image_processor = self.processor.image_processor
+        rgb = to_rgb_image(image)
+        rng = np.random.default_rng(seed)
+        box = random_resized_crop_box(rgb.width, rgb.height, image_processor.train_scale, image_processor.train_ratio, rng)
+        flip = bool(rng.random() < image_processor.train_flip_prob)
+        size = (image_processor.size["height"], image_processor.size["width"])
+        return image_processor.train_transform(rgb, size, image_processor.resample, box, flip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the training mixture and the held-in validation set
+# ---------------------------------------------------------------------------------------------
+
+
+def check_held_in(names):
+    """Raise for names that are not held-in datasets (training on held-out data breaks zero-shot)."""
+    for name in names:
+        if name not in DATASETS:
+            raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        if DATASETS[name].role != HELD_IN:
+            raise ValueError(f"{name} is a held-out dataset: it must not be trained on")
+
+
+def load_training_mixture(
+    data_dirs: dict,
+    *,
+    multipliers: dict | None = None,
+    sizes: dict | None = None,
+    streaming: bool = False,
+    stopping_strategy: str = "all_exhausted",
+    seed: int = 0,
+    cache_dir: str | None = None,
+    errors: str = "skip",
+    image_check: str = "header",
+):
+    """The square-root-balanced mixture of the held-in datasets in `data_dirs` ({name: raw folder}).
+
+    Returns (mixture, proportions, error_reports): `error_reports` maps each dataset to its build
+    report (records kept, skipped by reason), None when streaming (nothing is built up front).
+    """
+    check_held_in(data_dirs)
+    sources, reports = {}, {}
+    for name, data_dir in data_dirs.items():
+        dataset, report = load(
+            name, data_dir, "train", cache_dir=cache_dir, streaming=streaming, return_report=True,
+            errors=errors, seed=seed, image_check=image_check,
+        )
+        sources[name], reports[name] = dataset, report
+    mixture, proportions = build_mixture(
+        sources, multipliers=multipliers, sizes=sizes, seed=seed, stopping_strategy=stopping_strategy,
+        return_proportions=True,
+    )
+    return mixture, proportions, reports
+
+
+def load_validation_set(
+    data_dirs: dict,
+    *,
+    max_samples_per_dataset: int | None = None,
+    cache_dir: str | None = None,
+    errors: str = "skip",
+    image_check: str = "header",
+):
+    """The held-in datasets' validation splits (those that have one), each cut to
+    `max_samples_per_dataset`, concatenated; None when none has a validation split."""
+    parts = []
+    for name, data_dir in data_dirs.items():
+        try:
+            dataset = load(name, data_dir, VALIDATION_SPLIT, cache_dir=cache_dir, errors=errors, image_check=image_check)
+        except (ValueError, KeyError, FileNotFoundError) as error:
+            logger.warning("%s: no validation split used (%s)", name, error)
+            continue
+        if max_samples_per_dataset is not None:
+            dataset = dataset.select(range(min(max_samples_per_dataset, len(dataset))))
+        if len(dataset):
+            parts.append(dataset)
+    return datasets.concatenate_datasets(parts) if parts else None
+
+
+# ---------------------------------------------------------------------------------------------
+# A short-answer accuracy for held-in validation during training
+# ---------------------------------------------------------------------------------------------
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and articles, squeeze spaces (a light VQA normalisation)."""
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    return " ".join(word for word in text.split() if word not in ("a", "an", "the"))
+
+
+def is_short_answer_record(record: dict) -> bool:
+    return record["template_family"] in (VQA, VQA_MULTIPLE_CHOICE) and bool(record["answers"] or record["target"])
+
+
+def answer_accuracy(predictions: list[str], records: list[dict]) -> float:
+    """Fraction of predictions equal (normalised) to one of the record's reference answers."""
+    hits = 0
+    for prediction, record in zip(predictions, records):
+        references = {normalize_answer(a) for a in (record["answers"] or [record["target"]])}
+        hits += normalize_answer(prediction) in references
+    return hits / max(len(records), 1)
