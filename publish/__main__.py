@@ -1,0 +1,79 @@
+"""`python -m publish model FOLDER REPO_ID` / `python -m publish space REPO_ID --model REPO_ID`.
+
+Both check first and print what is missing; `--check` stops there (nothing is sent). The token comes
+from `HF_TOKEN` or `hf auth login`, the Hub address from `HF_ENDPOINT`.
+"""
+
+import argparse
+import json
+import sys
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m publish", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    model = commands.add_parser("model", help="upload a trained or converted model folder as a model repo")
+    model.add_argument("folder", help="the saved model folder (model + processor + generation config + README.md)")
+    model.add_argument("repo_id", help="e.g. your-org/instructblip-vicuna-7b")
+    model.add_argument("--card-summary", metavar="JSON",
+                       help="write README.md first with training.report.write_model_card, from this JSON file of its "
+                            "keyword arguments (model_name, base_models, datasets, proportions, hyperparameters, ...)")
+    model.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to main")
+
+    space = commands.add_parser("space", help="upload the Gradio demo in space/ as a Space")
+    space.add_argument("repo_id", help="e.g. your-org/instructblip-demo")
+    space.add_argument("--model", dest="model_id", help="the model repo the Space serves (default: the tiny demo model)")
+    space.add_argument("--model-revision", help="pin the model to this commit")
+    space.add_argument("--hardware", help="Space hardware, e.g. cpu-basic, t4-small")
+
+    for sub in (model, space):
+        sub.add_argument("--private", action="store_true", default=None, help="create the repo private")
+        sub.add_argument("--message", help="commit message")
+        sub.add_argument("--check", action="store_true", help="only check and list the files; send nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from huggingface_hub import constants
+
+    from .model_repo import IncompleteFolderError, check_model_folder, publish_model
+    from .space import check_space_folder, publish_space
+
+    args = parse_args(argv)
+    try:
+        if args.command == "model":
+            if args.card_summary:
+                from training.report import write_model_card
+
+                with open(args.card_summary) as handle:
+                    write_model_card(args.folder, **json.load(handle))
+            files = check_model_folder(args.folder)
+        else:
+            files = [in_repo for in_repo, _ in check_space_folder()]
+    except IncompleteFolderError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{len(files)} files ready to upload to {args.repo_id}")
+    if args.check:
+        print("\n".join(f"  {name}" for name in files))
+        return 0
+    if constants.HF_HUB_OFFLINE:
+        print("HF_HUB_OFFLINE is set (the Makefile sets it for tests); run with HF_HUB_OFFLINE=0 to publish.",
+              file=sys.stderr)
+        return 1
+    if args.command == "model":
+        info = publish_model(args.folder, args.repo_id, private=args.private, create_pr=args.create_pr,
+                             **({"commit_message": args.message} if args.message else {}))
+        print(f"uploaded: {info.commit_url}")
+        print(f"load it pinned: AutoModel.from_pretrained({args.repo_id!r}, revision={info.oid!r}, trust_remote_code=True)")
+    else:
+        info = publish_space(args.repo_id, model_id=args.model_id, model_revision=args.model_revision,
+                             private=args.private, hardware=args.hardware,
+                             **({"commit_message": args.message} if args.message else {}))
+        print(f"uploaded: {info.commit_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

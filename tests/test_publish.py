@@ -1,0 +1,378 @@
+"""Publishing to the Hub, exercised at its HTTP boundary: `HfApi(endpoint=...)` talks to a small
+stand-in Hub on 127.0.0.1 (`LocalHub`) that speaks the endpoints an upload uses (create repo,
+preupload, commit, repo info, Space variables) and keeps what it receives. What it received is then
+laid out as a Hub cache and loaded by repo id offline, as a user's `from_pretrained` would.
+
+The stand-in answers "regular" upload mode for every file, so file contents travel inside the commit
+(the real Hub sends large files through LFS/Xet storage, which is not emulated here).
+"""
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from huggingface_hub.utils.sha import git_hash
+
+from modeling_instructblip import paper_generation_config, tiny
+from publish import IncompleteFolderError, check_model_folder, check_space_folder, publish_model, publish_space
+from publish.model_repo import files_to_upload
+from tests.test_hub_loading import test_loads_by_repo_id_from_an_offline_hub_cache as load_by_repo_id_offline
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "hf_local_test_token"
+REPO = "our-org/instructblip-tiny"
+
+
+# ---- a stand-in Hub on loopback ---------------------------------------------------------------------
+
+class LocalHub:
+    """Repos in memory: {(repo_type, repo_id): {"files": {path: bytes}, "commits": [...], ...}}."""
+
+    def __init__(self):
+        self.repos = {}
+        self.requests = []  # (method, path, Authorization header)
+        self.validated = []  # README.md contents sent to /api/validate-yaml
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                hub._handle(self, "GET")
+
+            def do_POST(self):
+                hub._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def repo(self, repo_id, repo_type="model"):
+        return self.repos[(repo_type, repo_id)]
+
+    def seed(self, repo_id, files: dict, repo_type="model"):
+        """A repo that already holds `files` (as after an interrupted multi-commit upload)."""
+        self.repos[(repo_type, repo_id)] = {"files": dict(files), "commits": [], "variables": {}, "sdk": None}
+
+    # -- request handling
+
+    def _reply(self, handler, status, body, headers=None):
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _handle(self, handler, method):
+        self.requests.append((method, handler.path, handler.headers.get("Authorization")))
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        path = handler.path.split("?")[0]
+        if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._reply(handler, 401, {"error": "Invalid credentials"})
+        if method == "POST" and path == "/api/repos/create":
+            return self._create(handler, json.loads(body))
+        if method == "POST" and path == "/api/validate-yaml":  # the Hub checks README.md metadata before upload
+            return self._validate_yaml(handler, json.loads(body)["content"])
+        parts = path.split("/")  # ["", "api", "models", org, name, action, *revision]
+        if len(parts) < 6 or parts[1] != "api":
+            return self._reply(handler, 404, {"error": f"no route {path}"})
+        repo_type, repo_id, action = parts[2].rstrip("s"), f"{parts[3]}/{parts[4]}", parts[5]
+        if (repo_type, repo_id) not in self.repos:
+            return self._reply(handler, 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+        repo = self.repos[(repo_type, repo_id)]
+        if method == "POST" and action == "preupload":
+            files = [
+                {
+                    "path": f["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_hash(repo["files"][f["path"]]) if f["path"] in repo["files"] else None,
+                }
+                for f in json.loads(body)["files"]
+            ]
+            return self._reply(handler, 200, {"files": files})
+        if method == "POST" and action == "commit":
+            return self._commit(handler, repo, repo_id, body)
+        if method == "GET" and action == "revision":
+            head = repo["commits"][-1]["oid"] if repo["commits"] else "0" * 40
+            return self._reply(handler, 200, {"id": repo_id, "sha": head,
+                                              "siblings": [{"rfilename": p} for p in sorted(repo["files"])]})
+        if method == "POST" and action == "variables":
+            variable = json.loads(body)
+            repo["variables"][variable["key"]] = variable["value"]
+            return self._reply(handler, 200, {k: {"value": v} for k, v in repo["variables"].items()})
+        return self._reply(handler, 404, {"error": f"no route {method} {path}"})
+
+    def _create(self, handler, payload):
+        repo_type = payload.get("type") or "model"
+        repo_id = f"{payload['organization']}/{payload['name']}"
+        prefix = "" if repo_type == "model" else f"{repo_type}s/"
+        if (repo_type, repo_id) in self.repos:
+            return self._reply(handler, 409, {"error": "You already created this repo", "url": f"{self.url}/{prefix}{repo_id}"})
+        self.seed(repo_id, {}, repo_type)
+        self.repos[(repo_type, repo_id)].update(sdk=payload.get("sdk"), private=payload.get("visibility"))
+        return self._reply(handler, 200, {"url": f"{self.url}/{prefix}{repo_id}", "name": repo_id})
+
+    def _validate_yaml(self, handler, content):
+        import yaml
+
+        self.validated.append(content)
+        _, _, rest = content.partition("---\n")
+        metadata, found, _ = rest.partition("\n---")
+        try:
+            ok = found and isinstance(yaml.safe_load(metadata), dict)
+        except yaml.YAMLError:
+            ok = False
+        if not ok:
+            return self._reply(handler, 400, {"errors": [{"message": "invalid or missing YAML metadata"}]})
+        return self._reply(handler, 200, {"errors": [], "warnings": []})
+
+    def _commit(self, handler, repo, repo_id, body):
+        lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+        header = next(line["value"] for line in lines if line["key"] == "header")
+        received = {}
+        for line in lines:
+            if line["key"] == "file":
+                received[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+            elif line["key"] != "header":
+                return self._reply(handler, 400, {"error": f"this stand-in Hub does not take {line['key']}"})
+        oid = hashlib.sha1(repr((header, sorted(received), len(repo["commits"]))).encode()).hexdigest()
+        repo["files"].update(received)
+        repo["commits"].append({"oid": oid, "summary": header["summary"], "files": sorted(received)})
+        return self._reply(handler, 200, {"commitUrl": f"{self.url}/{repo_id}/commit/{oid}", "commitOid": oid,
+                                          "success": True})
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest sets it for the rest of the suite
+    server = LocalHub()
+    yield server
+    server.close()
+
+
+# ---- the folder a training run leaves ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(model, processor, folder): a tiny model saved as `train.py` leaves it, sharded weights, card and
+    run leftovers (a Trainer checkpoint, TensorBoard logs, pickled TrainingArguments) included."""
+    from training.report import write_model_card
+
+    model, processor = tiny.build("llama")
+    model.generation_config = paper_generation_config(model.config.text_config)
+    folder = tmp_path_factory.mktemp("trained")
+    model.save_pretrained(folder, max_shard_size="300KB")
+    processor.save_pretrained(folder)
+    write_model_card(
+        str(folder),
+        model_name="instructblip-tiny",
+        base_models=["our-org/blip2-tiny"],
+        datasets=["coco_caption", "vqav2"],
+        proportions={"coco_caption": 0.6, "vqav2": 0.4},
+        hyperparameters={"learning_rate": 1e-5, "max_steps": 10},
+        eval_metrics={"eval_loss": 2.5, "eval_answer_accuracy": 0.25},
+    )
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "optimizer.pt").write_bytes(b"pickle")
+    (folder / "runs" / "Nov22").mkdir(parents=True)
+    (folder / "runs" / "Nov22" / "events.out.tfevents").write_bytes(b"log")
+    (folder / "training_args.bin").write_bytes(b"pickle")
+    (folder / "trainer_state.json").write_text("{}")
+    return model, processor, folder
+
+
+def test_check_lists_what_would_be_uploaded(trained):
+    _, _, folder = trained
+    files = check_model_folder(folder)
+    assert files == files_to_upload(folder)
+    shards = [name for name in files if name.startswith("model-") and name.endswith(".safetensors")]
+    assert len(shards) >= 2 and "model.safetensors.index.json" in files  # sharded
+    for name in ("config.json", "generation_config.json", "README.md", "processor_config.json", "tokenizer.json",
+                 "qformer_tokenizer/tokenizer_config.json", "configuration_instructblip.py",
+                 "modeling_instructblip.py", "processing_instructblip.py", "trainer_state.json"):
+        assert name in files
+    assert not [name for name in files if name.startswith(("checkpoint-", "runs/")) or name.endswith(".bin")]
+
+
+def _break(folder: Path, how: str):
+    if how == "pickle weights":
+        (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    elif how == "missing shard":
+        shard = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"].popitem()[1]
+        (folder / shard).unlink()
+    elif how == "truncated shard":
+        shard = sorted(folder.glob("model-*.safetensors"))[0]
+        shard.write_bytes(shard.read_bytes()[:100])
+    elif how == "no auto_map":
+        config = json.loads((folder / "config.json").read_text())
+        del config["auto_map"]
+        (folder / "config.json").write_text(json.dumps(config))
+    elif how == "imported module missing":
+        (folder / "configuration_instructblip.py").unlink()
+    elif how == "card without metadata":
+        (folder / "README.md").write_text("# a model\n")
+    else:
+        target = folder / how
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+
+
+@pytest.mark.parametrize(
+    "how, named",
+    [
+        ("qformer_tokenizer", "qformer_tokenizer/tokenizer_config.json"),
+        ("tokenizer.json", "no vocabulary for the LLM tokenizer"),
+        ("processor_config.json", "processor_config.json"),
+        ("generation_config.json", "generation_config.json"),
+        ("README.md", "README.md: no model card"),
+        ("card without metadata", "README.md: no YAML metadata"),
+        ("config.json", "config.json"),
+        ("no auto_map", "config.json has no auto_map"),
+        ("modeling_instructblip.py", "modeling_instructblip.py: named by an auto_map"),
+        ("imported module missing", "configuration_instructblip.py"),
+        ("model.safetensors.index.json", "neither model.safetensors nor model.safetensors.index.json"),
+        ("missing shard", "weight shard named by model.safetensors.index.json"),
+        ("truncated shard", "not a readable safetensors file"),
+        ("pickle weights", "pickle files (pytorch_model.bin)"),
+    ],
+)
+def test_an_incomplete_folder_is_refused_naming_what_is_missing(trained, tmp_path, how, named):
+    folder = tmp_path / "model"
+    shutil.copytree(trained[2], folder)
+    _break(folder, how)
+    with pytest.raises(IncompleteFolderError) as caught:
+        check_model_folder(folder)
+    assert named in str(caught.value), str(caught.value)
+    assert len(caught.value.problems) == 1, caught.value.problems  # nothing else is blamed
+
+
+def test_model_card_parses_and_carries_the_metadata(trained):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(trained[2] / "README.md")
+    assert card.data.base_model == ["our-org/blip2-tiny"]
+    assert card.data.datasets == ["coco_caption", "vqav2"]
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-text-to-text"
+    metrics = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert metrics == {"loss": 2.5, "answer_accuracy": 0.25}
+    assert "model-index" in card.content
+    assert "trust_remote_code=True" in card.text
+    assert "| coco_caption | 0.6000 |" in card.text  # the mixture weights
+
+
+@pytest.mark.slow
+def test_publish_uploads_the_checked_folder_which_loads_by_repo_id(trained, hub, tmp_path):
+    model, processor, folder = trained
+    info = publish_model(folder, REPO, token=TOKEN, endpoint=hub.url)
+
+    repo = hub.repo(REPO)
+    assert [commit["oid"] for commit in repo["commits"]] == [info.oid]
+    assert sorted(repo["files"]) == check_model_folder(folder)
+    for name, content in repo["files"].items():
+        assert content == (folder / name).read_bytes(), name
+    assert all(auth == f"Bearer {TOKEN}" for _, _, auth in hub.requests)
+    assert hub.validated == [(folder / "README.md").read_text()]
+    # What the Hub received, as a user's cache holds it, loads by repo id with HF_HUB_OFFLINE=1.
+    received = tmp_path / "received"
+    for name, content in repo["files"].items():
+        (received / name).parent.mkdir(parents=True, exist_ok=True)
+        (received / name).write_bytes(content)
+    load_by_repo_id_offline(("llama", model, processor, received), tmp_path)
+
+
+def test_an_interrupted_upload_resumes_with_the_files_not_yet_on_the_hub(trained, hub):
+    _, _, folder = trained
+    files = check_model_folder(folder)
+    landed = {name: (folder / name).read_bytes() for name in files[: len(files) // 2]}
+    hub.seed(REPO, landed)  # the first part of an upload that was cut off
+
+    publish_model(folder, REPO, token=TOKEN, endpoint=hub.url)
+    repo = hub.repo(REPO)
+    assert [commit["files"] for commit in repo["commits"]] == [sorted(set(files) - set(landed))]
+    assert sorted(repo["files"]) == files
+
+    info = publish_model(folder, REPO, token=TOKEN, endpoint=hub.url)  # again: nothing left to send
+    assert len(repo["commits"]) == 1 and info.oid == repo["commits"][0]["oid"]
+
+
+def test_nothing_is_created_for_an_incomplete_folder(trained, hub, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(trained[2], folder)
+    (folder / "generation_config.json").unlink()
+    with pytest.raises(IncompleteFolderError, match="generation_config.json"):
+        publish_model(folder, REPO, token=TOKEN, endpoint=hub.url)
+    assert hub.requests == [] and hub.repos == {}
+
+
+def _cli(*args, env=None, cwd=ROOT):
+    env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "publish", *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_cli_publishes_a_model_and_prints_the_revision_to_pin(trained, hub):
+    _, _, folder = trained
+    result = _cli("model", str(folder), REPO, env={"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0"})
+    assert result.returncode == 0, result.stderr
+    oid = hub.repo(REPO)["commits"][-1]["oid"]
+    assert f"revision='{oid}'" in result.stdout
+
+    offline = _cli("model", str(folder), REPO, env={"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 1 and "HF_HUB_OFFLINE" in offline.stderr
+
+
+def test_cli_check_names_what_is_missing(trained, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(trained[2], folder)
+    shutil.rmtree(folder / "qformer_tokenizer")
+    result = _cli("model", str(folder), REPO, "--check")
+    assert result.returncode == 1
+    assert "qformer_tokenizer/tokenizer_config.json: the Q-Former tokenizer is not saved" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---- the Space ------------------------------------------------------------------------------------
+
+def test_space_folder_is_complete_and_bundles_what_the_app_imports():
+    files = dict(check_space_folder())
+    for name in ("app.py", "requirements.txt", "README.md", "assets/demo.jpg", "modeling_instructblip/tiny.py",
+                 "modeling_instructblip/modeling_instructblip.py", "dataset_builders/_video.py"):
+        assert name in files, name
+    assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_space_folder_without_app_file_is_refused(tmp_path):
+    shutil.copy(ROOT / "space" / "README.md", tmp_path / "README.md")
+    (tmp_path / "requirements.txt").write_text("")
+    with pytest.raises(IncompleteFolderError, match="app.py: named as app_file"):
+        check_space_folder(tmp_path)
+
+
+def test_publish_space_creates_a_gradio_space_serving_the_model(hub):
+    info = publish_space("our-org/instructblip-demo", model_id=REPO, model_revision="abc123", token=TOKEN,
+                         endpoint=hub.url)
+    space = hub.repo("our-org/instructblip-demo", "space")
+    assert space["sdk"] == "gradio"
+    assert space["variables"] == {"INSTRUCTBLIP_MODEL": REPO, "INSTRUCTBLIP_REVISION": "abc123"}
+    assert [commit["oid"] for commit in space["commits"]] == [info.oid]  # one commit: never half an app
+    assert sorted(space["files"]) == sorted(name for name, _ in check_space_folder())
+    assert space["files"]["app.py"] == (ROOT / "space" / "app.py").read_bytes()
