@@ -1,10 +1,10 @@
-"""`make demo`: build a small InstructBLIP from scratch, save it as a Hub-ready folder, load it back
-the way users do (`AutoModel` / `AutoProcessor` with `trust_remote_code=True`), and answer an
-instruction about the bundled image.
+"""Load a Hub-ready InstructBLIP folder the way users do (`AutoModel` / `AutoProcessor` with
+`trust_remote_code=True`) and answer an instruction about the bundled image.
 
-The model is tiny and untrained (random weights, tokenizers trained in a second on a small
-corpus), so its answer is arbitrary text: the demo shows the whole path a published checkpoint
-takes, not a model's quality. Nothing is downloaded.
+`make demo` runs it on the folder `train.py configs/demo.yaml` just wrote (a tiny model trained on
+the bundled synthetic corpus). Without `--model`, it first builds a tiny untrained InstructBLIP
+from scratch and saves it as a Hub-ready folder, so its answer is arbitrary text: that shows the
+path a published checkpoint takes, not a model's quality. Nothing is downloaded.
 """
 
 import argparse
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", default="demo_output/instructblip-tiny", help="where to save the model folder")
+    parser.add_argument("--model", help="a saved model folder (or Hub id) to load; default: build a tiny one")
+    parser.add_argument("--output", default="demo_output/instructblip-tiny", help="where to save the built model")
     parser.add_argument("--image", default=str(ROOT / "assets" / "demo.jpg"))
     parser.add_argument("--instruction", default="What color is the square? Short answer:")
     parser.add_argument("--text-model", default="llama", choices=sorted(tiny.TINY_TEXT), help="the tiny LLM's type")
@@ -36,39 +37,43 @@ def parse_args():
     return parser.parse_args()
 
 
-def main():
-    args = parse_args()
+def build_untrained(args) -> Path:
     output = Path(args.output)
-
-    print(f"1. building a tiny InstructBLIP ({args.text_model} LLM) and its processor")
+    print(f"building a tiny untrained InstructBLIP ({args.text_model} LLM) and its processor")
     model, processor = tiny.build(args.text_model, seed=args.seed)
     model.generation_config = paper_generation_config(model.config.text_config)
-    model.generation_config.max_new_tokens = args.max_new_tokens
     trainable = sum(p.numel() for p in model.freeze_for_instruction_tuning().parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     print(f"   {total:,} parameters, {trainable:,} trainable under the paper's freezing")
-
-    print(f"2. saving a Hub-ready folder to {output}")
     model.save_pretrained(output)
     processor.save_pretrained(output)
-    for path in sorted(p for p in output.rglob("*") if p.is_file()):
-        print(f"   {path.relative_to(output).as_posix():45s} {path.stat().st_size:>10,} bytes")
-    auto_map = json.loads((output / "config.json").read_text())["auto_map"]
-    print(f"   auto_map: {auto_map}")
+    return output
 
-    print("3. loading it back with AutoModel / AutoProcessor (trust_remote_code=True)")
-    loaded = AutoModel.from_pretrained(output, trust_remote_code=True).eval()
-    loaded_processor = AutoProcessor.from_pretrained(output, trust_remote_code=True)
-    print(f"   {type(loaded).__module__}.{type(loaded).__name__}")
 
-    print(f"4. answering about {args.image}")
+def main():
+    args = parse_args()
+    folder = Path(args.model) if args.model else build_untrained(args)
+
+    print(f"the Hub-ready folder {folder}:")
+    if folder.is_dir():
+        for path in sorted(p for p in folder.glob("**/*") if p.is_file() and "checkpoint-" not in str(p)):
+            if "runs" not in path.relative_to(folder).parts:
+                print(f"   {path.relative_to(folder).as_posix():45s} {path.stat().st_size:>10,} bytes")
+        print(f"   auto_map: {json.loads((folder / 'config.json').read_text())['auto_map']}")
+
+    print("loading it with AutoModel / AutoProcessor (trust_remote_code=True)")
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    print(f"   {type(model).__module__}.{type(model).__name__}")
+
     image = Image.open(args.image)
-    inputs = loaded_processor(images=image, text=args.instruction, return_tensors="pt")
+    inputs = processor(images=image, text=args.instruction, return_tensors="pt")
     torch.manual_seed(args.seed)
-    generated = loaded.generate(**inputs)
-    answer = loaded_processor.post_process_generation(generated, inputs["input_ids"])[0]
+    generated = model.generate(**inputs, max_new_tokens=args.max_new_tokens)
+    answer = processor.post_process_generation(generated, inputs["input_ids"])[0]
+    print(f"answering about {args.image}")
     print(f"   instruction: {args.instruction}")
-    print(f"   answer ({loaded.generation_config.num_beams}-beam search, untrained weights): {answer!r}")
+    print(f"   answer ({model.generation_config.num_beams}-beam search): {answer!r}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ from training.data import (  # noqa: E402
     load_training_mixture,
     load_validation_set,
 )
-from training.report import LOSS_CURVE_FILENAME, plot_loss_curve, push_folder, write_model_card  # noqa: E402
+from publish.model_card import write_model_card  # noqa: E402
+from training.report import LOSS_CURVE_FILENAME, plot_loss_curve, push_folder  # noqa: E402
 from training.trainer import GenerationEval, InstructBlipTrainer  # noqa: E402
 
 logger = logging.getLogger("train")

@@ -1,4 +1,5 @@
-"""`python -m publish model FOLDER REPO_ID` / `python -m publish space REPO_ID --model REPO_ID`.
+"""`python -m publish model FOLDER REPO_ID` / `python -m publish space REPO_ID --model REPO_ID` /
+`python -m publish card FOLDER --eval-dir EVAL_DIR`.
 
 Both check first and print what is missing; `--check` stops there (nothing is sent). The token comes
 from `HF_TOKEN` or `hf auth login`, the Hub address from `HF_ENDPOINT`.
@@ -17,9 +18,17 @@ def parse_args(argv=None):
     model.add_argument("folder", help="the saved model folder (model + processor + generation config + README.md)")
     model.add_argument("repo_id", help="e.g. your-org/instructblip-vicuna-7b")
     model.add_argument("--card-summary", metavar="JSON",
-                       help="write README.md first with training.report.write_model_card, from this JSON file of its "
-                            "keyword arguments (model_name, base_models, datasets, proportions, hyperparameters, ...)")
+                       help="write README.md first with publish.model_card.write_model_card, from this JSON file of "
+                            "its keyword arguments (model_name, base_models, datasets, origin, ...): for a folder "
+                            "train.py did not write, e.g. a converted checkpoint")
+    model.add_argument("--eval-dir", help="add evaluate.py's results (EVAL_DIR/results.json) to the card first")
     model.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to main")
+
+    card = commands.add_parser("card", help="write a folder's model card again, with evaluation results")
+    card.add_argument("folder", help="a folder whose card write_model_card wrote (train.py does)")
+    card.add_argument("--eval-dir", help="evaluate.py's --output_dir (its results.json goes into the card)")
+    card.add_argument("--repo-id", help="the repo the loading snippet names")
+    card.add_argument("--revision", help="the commit the loading snippet pins")
 
     space = commands.add_parser("space", help="upload the Gradio demo in space/ as a Space")
     space.add_argument("repo_id", help="e.g. your-org/instructblip-demo")
@@ -40,14 +49,20 @@ def main(argv=None) -> int:
     from .model_repo import IncompleteFolderError, check_model_folder, publish_model
     from .space import check_space_folder, publish_space
 
+    from .model_card import rewrite_with_results, write_model_card
+
     args = parse_args(argv)
+    if args.command == "card":
+        changes = {k: v for k, v in (("repo_id", args.repo_id), ("revision", args.revision)) if v}
+        print(f"wrote {rewrite_with_results(args.folder, args.eval_dir, **changes)}")
+        return 0
     try:
         if args.command == "model":
             if args.card_summary:
-                from training.report import write_model_card
-
                 with open(args.card_summary) as handle:
                     write_model_card(args.folder, **json.load(handle))
+            if args.eval_dir:
+                rewrite_with_results(args.folder, args.eval_dir, repo_id=args.repo_id)
             files = check_model_folder(args.folder)
         else:
             files = [in_repo for in_repo, _ in check_space_folder()]

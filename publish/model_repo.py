@@ -150,7 +150,7 @@ def _check_processor(folder: Path, files: list[str], problems: list[str]):
 def _check_card(folder: Path, files: list[str], problems: list[str]):
     if "README.md" not in files:
         problems.append(
-            "README.md: no model card (train.py writes one with training.report.write_model_card; for another "
+            "README.md: no model card (train.py writes one with publish.model_card.write_model_card; for another "
             "folder pass --card-summary to `python -m publish model`)"
         )
         return

@@ -177,7 +177,7 @@ def hub(monkeypatch):
 def trained(tmp_path_factory):
     """(model, processor, folder): a tiny model saved as `train.py` leaves it, sharded weights, card and
     run leftovers (a Trainer checkpoint, TensorBoard logs, pickled TrainingArguments) included."""
-    from training.report import write_model_card
+    from publish.model_card import write_model_card
 
     model, processor = tiny.build("llama")
     model.generation_config = paper_generation_config(model.config.text_config)
@@ -271,13 +271,47 @@ def test_model_card_parses_and_carries_the_metadata(trained):
 
     card = ModelCard.load(trained[2] / "README.md")
     assert card.data.base_model == ["our-org/blip2-tiny"]
-    assert card.data.datasets == ["coco_caption", "vqav2"]
+    assert card.data.datasets is None  # builder names are not Hub dataset ids; the body lists them
+    assert card.data.license == "other"
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-text-to-text"
     metrics = {result.metric_type: result.metric_value for result in card.data.eval_results}
     assert metrics == {"loss": 2.5, "answer_accuracy": 0.25}
     assert "model-index" in card.content
     assert "trust_remote_code=True" in card.text
     assert "| coco_caption | 0.6000 |" in card.text  # the mixture weights
+    for section in ("## How to use", "## Intended use and limitations", "## Base models", "## Training recipe",
+                    "## Citation"):
+        assert section in card.text, section
+    assert 'revision="<commit sha>"' in card.text and "Q-Former (3 layers" in card.text
+
+
+def test_model_card_takes_zero_shot_results_from_evaluate_py(trained, tmp_path):
+    """`python -m publish card FOLDER --eval-dir EVAL` adds evaluate.py's results to the card written by
+    training: as model-index entries and as the Table-1 comparison."""
+    import json
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from evaluation.report import results_dict
+    from publish.__main__ import main
+
+    folder = tmp_path / "model"
+    shutil.copytree(trained[2], folder)
+    task = {"title": "GQA", "dataset": "gqa", "split": "test_dev", "metric": "accuracy", "score": 41.5,
+            "num_samples": 12, "held_out": True}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(results_dict("tiny", {"gqa": task})))
+    assert main(["card", str(folder), "--eval-dir", str(tmp_path / "eval"), "--repo-id", "org/m",
+                 "--revision", "abc123"]) == 0
+    card = ModelCard.load(folder / "README.md")
+    scores = {(r.dataset_type, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert scores[("gqa", "accuracy")] == 41.5
+    assert "| InstructBLIP (FlanT5XL) |" in card.text and "41.5" in card.text  # published rows beside ours
+    assert 'AutoModel.from_pretrained("org/m", trust_remote_code=True, revision="abc123")' in card.text
+    assert "| coco_caption | 0.6000 |" in card.text  # the training part survives the rewrite
+    with pytest.raises(FileNotFoundError, match="results.json not found"):
+        main(["card", str(folder), "--eval-dir", str(tmp_path / "nowhere")])
 
 
 @pytest.mark.slow

@@ -1,0 +1,186 @@
+"""The model card (README.md) of a Hub-ready folder, generated from what produced the model — its
+config, the training run's summary, `evaluate.py`'s results — never typed by hand.
+
+`write_model_card` also saves its inputs as `model_card_inputs.json`, so the card can be written
+again when evaluation results arrive (`python -m publish card FOLDER --eval-dir eval/`).
+"""
+
+import json
+import os
+from pathlib import Path
+
+
+CARD_INPUTS_FILENAME = "model_card_inputs.json"
+LOSS_CURVE_FILENAME = "loss_curve.png"
+CITATION = """@inproceedings{dai2023instructblip,
+  title     = {InstructBLIP: Towards General-purpose Vision-Language Models with Instruction Tuning},
+  author    = {Dai, Wenliang and Li, Junnan and Li, Dongxu and Tiong, Anthony Meng Huat and Zhao, Junqi and
+               Wang, Weisheng and Li, Boyang and Fung, Pascale and Hoi, Steven},
+  booktitle = {Advances in Neural Information Processing Systems},
+  year      = {2023}
+}"""
+# builder names whose data has a canonical Hub dataset repo (metadata links only where we are sure)
+HUB_DATASET_IDS = {
+    "llava_conversation": "liuhaotian/LLaVA-Instruct-150K",
+    "llava_detail": "liuhaotian/LLaVA-Instruct-150K",
+    "llava_reasoning": "liuhaotian/LLaVA-Instruct-150K",
+}
+
+
+def describe_architecture(config: dict) -> str:
+    """One paragraph from `config.json`: towers, sizes, queries, LLM."""
+    vision, qformer, text = config["vision_config"], config["qformer_config"], config["text_config"]
+    if vision.get("model_type") in (None, "instructblip_hub_vision", "instructblip_vision_model"):
+        tower = (f"an EVA-style ViT ({vision.get('num_hidden_layers')} layers, width {vision.get('hidden_size')}, "
+                 f"{vision.get('image_size')} px, patch {vision.get('patch_size')})")
+    else:
+        tower = f"a `{vision['model_type']}` vision tower (features from layer {config.get('vision_feature_layer', -1)})"
+    llm_kind = "encoder-decoder" if text.get("is_encoder_decoder") else "decoder-only"
+    width = text.get("hidden_size", text.get("d_model"))
+    layers = text.get("num_hidden_layers", text.get("num_layers"))
+    return (
+        f"InstructBLIP: {tower} feeds a Q-Former ({qformer.get('num_hidden_layers')} layers, width "
+        f"{qformer.get('hidden_size')}) whose {config.get('num_query_tokens')} learned queries read the image "
+        f"together with the instruction, so the visual features depend on the instruction; a linear projection "
+        f"turns them into {config.get('num_query_tokens')} visual tokens (per image, or per video frame) for a "
+        f"frozen {llm_kind} `{text.get('model_type')}` LLM ({layers} layers, width {width}), which also reads the "
+        "instruction."
+    )
+
+
+def _table(rows: dict) -> str:
+    return "\n".join(["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in rows.items()])
+
+
+def write_model_card(
+    folder,
+    *,
+    model_name: str,
+    base_models=(),
+    datasets=(),
+    proportions: dict | None = None,
+    hyperparameters: dict | None = None,
+    eval_metrics: dict | None = None,
+    data_report: dict | None = None,
+    lora: dict | None = None,
+    zero_shot_results: dict | None = None,
+    origin: str = "instruction-tuned with this repository's `train.py`",
+    license: str = "other",
+    repo_id: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """Write `folder/README.md` and return its path.
+
+    `proportions`, `hyperparameters`, `data_report`, `lora` describe a training run (the mixture's
+    sampling probabilities, the recipe, records skipped); `eval_metrics` are held-in validation
+    metrics (`eval_loss`, `eval_answer_accuracy`); `zero_shot_results` is `evaluate.py`'s
+    `results.json`. Both kinds of results go to the `model-index` metadata and to tables.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    folder = Path(folder)
+    inputs = {k: v for k, v in locals().items() if k not in ("folder", "EvalResult", "ModelCard", "ModelCardData")}
+    config = json.loads((folder / "config.json").read_text())
+    eval_results = [
+        EvalResult(
+            task_type="image-text-to-text",
+            dataset_type="held-in-validation",
+            dataset_name="held-in validation (" + ", ".join(datasets) + ")",
+            metric_type=key.removeprefix("eval_"),
+            metric_value=float(value),
+        )
+        for key, value in (eval_metrics or {}).items()
+        if key in ("eval_loss", "eval_answer_accuracy")
+    ]
+    if zero_shot_results:
+        from evaluation.report import eval_results as zero_shot_eval_results
+
+        eval_results += zero_shot_eval_results(zero_shot_results)
+    hub_datasets = sorted({HUB_DATASET_IDS[d] for d in datasets if d in HUB_DATASET_IDS})
+    card_data = ModelCardData(
+        license=license,
+        library_name="transformers",
+        pipeline_tag="image-text-to-text",
+        tags=["instructblip", "vision-language", "instruction-tuning", "custom_code"],
+        base_model=list(base_models) or None,
+        datasets=hub_datasets or None,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    repo = repo_id or model_name
+    pin = f'"{revision}"' if revision else '"<commit sha>"  # pin the commit you evaluated'
+    usage = f"""```python
+from PIL import Image
+from transformers import AutoModel, AutoProcessor
+
+model = AutoModel.from_pretrained("{repo}", trust_remote_code=True, revision={pin})
+processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True, revision={pin})
+inputs = processor(images=Image.open("photo.jpg"), text="What is in the image? Short answer:", return_tensors="pt")
+ids = model.generate(**inputs)  # the paper's decoding defaults, from generation_config.json
+print(processor.post_process_generation(ids, inputs["input_ids"])[0])
+```
+
+Batched prompts for a decoder-only LLM: `processor(..., padding_side="left")`. Classification and
+multiple choice the paper's way: `model.rank_candidates(**processor.tokenize_candidates([["yes", "no"]]), **inputs)`."""
+    sections = [
+        f"# {model_name}",
+        describe_architecture(config) + f" This model was {origin}.",
+        "## How to use\n\n" + usage,
+        "## Intended use and limitations\n\n"
+        "For research on instruction-following vision-language models: visual question answering, "
+        "captioning, visual reasoning and dialogue about an image or a short video, in English. It "
+        "inherits the biases and failure modes of its LLM and of web image-text data, and it can describe "
+        "things that are not in the image (hallucination); do not use it for decisions about people, or "
+        "where a wrong answer causes harm. Its base models' licences apply (e.g. Vicuna's LLaMA licence "
+        "forbids commercial use; FlanT5 is Apache-2.0).",
+        "## Base models\n\n" + ("\n".join(f"- `{m}`" for m in base_models) or "- none (trained from scratch)"),
+    ]
+    if proportions:
+        mixture = "\n".join(f"| {name} | {p:.4f} |" for name, p in proportions.items())
+        sections.append(
+            "## Training data\n\nHeld-in datasets, rebuilt from their official releases, drawn with "
+            "probability proportional to sqrt(size) times a per-dataset multiplier; each example gets a "
+            "freshly drawn instruction template:\n\n| dataset | probability |\n|---|---|\n" + mixture
+        )
+    elif datasets:
+        sections.append("## Training data\n\n" + "\n".join(f"- {d}" for d in datasets))
+    if hyperparameters:
+        sections.append("## Training recipe\n\n" + _table(hyperparameters))
+    if lora:
+        sections.append("## LoRA\n\n" + _table(lora))
+    if data_report:
+        sections.append("## Records skipped\n\n" + _table(data_report))
+    if eval_metrics:
+        sections.append("## Held-in validation\n\n" + _table(eval_metrics))
+    if zero_shot_results:
+        from evaluation.report import markdown_table
+
+        sections.append(
+            "## Zero-shot evaluation\n\nHeld-out datasets with the paper's protocols (`evaluate.py`), beside the "
+            "published rows of the paper's Table 1:\n\n" + markdown_table(zero_shot_results)
+        )
+    if (folder / LOSS_CURVE_FILENAME).exists():
+        sections.append(f"## Loss curve\n\n![loss curve]({LOSS_CURVE_FILENAME})")
+    sections.append("## Citation\n\n```bibtex\n" + CITATION + "\n```")
+    card = ModelCard("---\n" + card_data.to_yaml() + "\n---\n\n" + "\n\n".join(sections) + "\n")
+    path = folder / "README.md"
+    card.save(path)
+    (folder / CARD_INPUTS_FILENAME).write_text(json.dumps(inputs, indent=1, default=str))
+    return str(path)
+
+
+def rewrite_with_results(folder, eval_dir=None, **changes) -> str:
+    """Write the card again from its saved inputs, adding `eval_dir/results.json` (from `evaluate.py`)
+    and any other `changes` (e.g. `repo_id`, `revision`)."""
+    folder = Path(folder)
+    saved = folder / CARD_INPUTS_FILENAME
+    if not saved.exists():
+        raise FileNotFoundError(f"{saved} not found: write the card with write_model_card first (train.py does)")
+    inputs = json.loads(saved.read_text())
+    if eval_dir is not None:
+        results = Path(eval_dir) / "results.json"
+        if not results.exists():
+            raise FileNotFoundError(f"{results} not found: run evaluate.py with --output_dir {eval_dir}")
+        inputs["zero_shot_results"] = json.loads(results.read_text())
+    inputs.update(changes)
+    return write_model_card(os.fspath(folder), **inputs)
