@@ -136,7 +136,7 @@ def plot_comparison(results: dict, path: str, compare_with=None) -> str:
     axes.set_xticklabels([TABLE1_COLUMNS.get(task, ours[task]["title"]) for task in tasks], rotation=30, ha="right")
     axes.set_ylabel("score (CIDEr, accuracy, MRR, AUC; 0-100 scale)")
     axes.set_title("Zero-shot evaluation: ours vs. the paper's Table 1")
-    axes.legend(fontsize=7, ncol=2)
+    axes.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return path
