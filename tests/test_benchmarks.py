@@ -19,3 +19,17 @@ def test_benchmark_suite_runs(tmp_path):
             "preprocessing", "repeated prompts"} <= cases
     assert all(r.ours and r.reference and r.ratio > 0 for r in results)
     assert "| train step |" in bench.table(results)
+
+
+@pytest.mark.slow
+def test_gpu_training_benchmark_runs_on_cpu_at_smoke_size(tmp_path):
+    """The real-size GPU throughput benchmark (samples/s, MFU; ours and transformers' model under the
+    same Trainer) runs end to end at tiny sizes on the CPU."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu_train.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.main(["--smoke", "--scratch", str(tmp_path), "--output", str(tmp_path / "B.md")])
+    assert [r["model"] for r in results] == ["ours", "reference"]
+    assert all(r["samples/s"] > 0 and r["TFLOP/s"] > 0 for r in results)
+    assert "| ours |" in (tmp_path / "B.md").read_text()
