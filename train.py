@@ -70,6 +70,9 @@ class ModelArguments:
     train_language_model: bool = field(
         default=False, metadata={"help": "train the whole LLM too (the paper freezes it; for tiny from-scratch LLMs)"}
     )
+    train_vision_model: bool = field(
+        default=False, metadata={"help": "train the vision tower too (the paper freezes it; for tiny from-scratch towers)"}
+    )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank on the LLM (0: no LoRA)"})
     lora_alpha: int = field(default=16)
     lora_dropout: float = field(default=0.0)
@@ -99,6 +102,9 @@ class DataArguments:
     )
     sample_corpus_dir: str | None = field(
         default=None, metadata={"help": "write the bundled synthetic sample corpus here and train on its held-in part"}
+    )
+    sample_corpus_images: int = field(
+        default=48, metadata={"help": "images in the sample corpus (2/3 train, 1/3 validation; GQA a third as many)"}
     )
     multipliers: dict | str | None = field(
         default=None, metadata={"help": "{name: factor} on sqrt(size), e.g. {okvqa: 2.0, aokvqa: 0.5}"}
@@ -191,9 +197,12 @@ def resolve_data_dirs(data_args, training_args) -> dict:
     data_dirs = dict(data_args.data_dirs or {})
     if data_args.sample_corpus_dir:
         with training_args.main_process_first(desc="writing the sample corpus"):
-            marker = os.path.join(data_args.sample_corpus_dir, "corpus.json")
+            # the marker names the corpus's size: another size is written afresh in its own folder
+            marker = os.path.join(data_args.sample_corpus_dir, f"corpus-{data_args.sample_corpus_images}.json")
             if not os.path.exists(marker):
-                written = write_sample_corpus(data_args.sample_corpus_dir, seed=0)
+                written = write_sample_corpus(
+                    data_args.sample_corpus_dir, seed=0, num_images=data_args.sample_corpus_images
+                )
                 with open(marker, "w") as f:
                     json.dump(written, f)
             with open(marker) as f:
@@ -265,7 +274,12 @@ def main(argv=None):
         # the run's own tokenizers (a from-scratch tiny model's are trained anew at every start)
         processor = InstructBlipProcessor.from_pretrained(checkpoint)
     frozen_dtype = getattr(torch, model_args.frozen_dtype) if model_args.frozen_dtype else None
-    modeling.freeze(model, train_language_model=model_args.train_language_model, frozen_dtype=frozen_dtype)
+    modeling.freeze(
+        model,
+        train_language_model=model_args.train_language_model,
+        train_vision_model=model_args.train_vision_model,
+        frozen_dtype=frozen_dtype,
+    )
     lora_config = None
     if model_args.lora_r:
         lora_config = modeling.add_lora(

@@ -537,16 +537,21 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         return [vision.embeddings, vision.encoder] if self.config.uses_eva_vision else [vision]
 
     def _frozen_modules(self) -> list[nn.Module]:
+        vision = [] if getattr(self, "_vision_model_trains", False) else self._frozen_vision_modules()
         language_model = [] if getattr(self, "_language_model_trains", False) else [self.language_model]
-        return [*self._frozen_vision_modules(), *language_model]
+        return [*vision, *language_model]
 
-    def freeze_for_instruction_tuning(self, keep_frozen_in_eval: bool = True, train_language_model=False):
+    def freeze_for_instruction_tuning(
+        self, keep_frozen_in_eval: bool = True, train_language_model: bool = False, train_vision_model: bool = False
+    ):
         """Freeze what the paper freezes: the vision tower and the LLM. The Q-Former, the query tokens,
         the projection and the LayerNorm after the vision tower train. With `keep_frozen_in_eval`, the
         frozen towers stay in eval mode (no dropout) whenever the model is put in train mode.
         `train_language_model=True` leaves the LLM trainable and in the model's train/eval mode: for
-        LoRA, then wrap the LLM with peft, which freezes all but its adapters."""
+        LoRA, then wrap the LLM with peft, which freezes all but its adapters. `train_vision_model=True`
+        trains the vision tower as well (a model built from scratch has no pretrained tower to keep)."""
         self._language_model_trains = train_language_model
+        self._vision_model_trains = train_vision_model
         for param in self.parameters():
             param.requires_grad = True
         for module in self._frozen_modules():

@@ -163,9 +163,9 @@ def tiny_config(
     )
 
 
-def build(text: str = "llama", vision: str = "eva", seed: int = 0, num_query_tokens: int = 8):
+def build(text: str = "llama", vision: str = "eva", seed: int = 0, num_query_tokens: int = 8, image_size: int | None = None):
     """A tiny random InstructBLIP and its processor (tokenizers trained here), ready to save as a
-    Hub folder. The image processor's size follows the vision tower's (28 px)."""
+    Hub folder. The image processor's size follows the vision tower's (28 px unless `image_size`)."""
     import torch
 
     from .modeling_instructblip import InstructBlipForConditionalGeneration
@@ -175,8 +175,9 @@ def build(text: str = "llama", vision: str = "eva", seed: int = 0, num_query_tok
     tokenizer = train_t5_tokenizer() if is_encoder_decoder else train_llama_tokenizer()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token
+    image_size = image_size or TINY_VISION["image_size"]
     processor = InstructBlipProcessor(
-        image_processor=InstructBlipImageProcessor(size=TINY_VISION["image_size"]),
+        image_processor=InstructBlipImageProcessor(size=image_size),
         tokenizer=tokenizer,
         qformer_tokenizer=train_bert_tokenizer(),
         num_query_tokens=num_query_tokens,
@@ -189,6 +190,7 @@ def build(text: str = "llama", vision: str = "eva", seed: int = 0, num_query_tok
         vision=vision,
         num_query_tokens=num_query_tokens,
     )
+    config.vision_config.image_size = image_size
     torch.manual_seed(seed)
     model = InstructBlipForConditionalGeneration(config).eval()
     return model, processor

@@ -319,6 +319,13 @@ def test_freezing_follows_the_paper(llm_tokenizers, bert_tokenizer):
     lora_style.train()
     assert lora_style.language_model.training and not lora_style.vision_model.encoder.training
     assert all(p.requires_grad for p in lora_style.language_model.parameters())
+    # a model built from scratch may train its vision tower too
+    scratch = InstructBlipForConditionalGeneration(model.config).freeze_for_instruction_tuning(train_vision_model=True)
+    scratch.train()
+    assert scratch.vision_model.encoder.training and all(p.requires_grad for p in scratch.vision_model.parameters())
+    assert not scratch.language_model.training and not any(p.requires_grad for p in scratch.language_model.parameters())
+    features = scratch.get_vision_features(batch("t5", llm_tokenizers, bert_tokenizer)["pixel_values"])
+    assert features.requires_grad  # the tower now keeps its autograd graph
     # frozen towers stay in eval mode (no dropout) while the model trains
     assert model.training and model.qformer.training
     assert not model.language_model.training and not model.vision_model.encoder.training
@@ -531,3 +538,15 @@ def test_qformer_padding_side_does_not_change_the_visual_tokens(reference_pair, 
         right = ours.get_image_features(inputs["pixel_values"], right_ids, right_mask).language_model_inputs
         left = ours.get_image_features(inputs["pixel_values"], left_ids, left_mask).language_model_inputs
     torch.testing.assert_close(left, right, atol=ATOL, rtol=0)
+
+
+def test_tiny_build_keeps_the_processor_at_the_towers_image_size():
+    model, processor = tiny.build("llama", image_size=56)
+    assert model.config.vision_config.image_size == 56
+    assert processor.image_processor.size == {"height": 56, "width": 56}
+    from PIL import Image
+
+    inputs = processor(images=Image.new("RGB", (90, 70), (200, 0, 0)), text="A photo of", return_tensors="pt")
+    assert inputs["pixel_values"].shape[-2:] == (56, 56)
+    with torch.no_grad():  # 8x8 patches: the position embedding was built for this size, no interpolation
+        assert model.get_vision_features(inputs["pixel_values"]).shape[1] == 65

@@ -46,6 +46,8 @@ def build_tiny(text: str, seed: int = 0, config_overrides: str | None = None):
         apply_config_overrides(config, config_overrides)
         torch.manual_seed(seed)
         model = InstructBlipForConditionalGeneration(config).eval()
+        size = config.vision_config.image_size  # the processor follows the tower
+        processor.image_processor.size = {"height": size, "width": size}
     return model, processor
 
 
@@ -210,12 +212,14 @@ def compose_from_parts(
 # ---------------------------------------------------------------------------------------------
 
 
-def freeze(model, train_language_model: bool = False, frozen_dtype=None):
+def freeze(model, train_language_model: bool = False, frozen_dtype=None, train_vision_model: bool = False):
     """The paper's trainable set (Q-Former, query tokens, projection, LayerNorm after the vision tower);
     the vision tower and the LLM are frozen and kept in eval mode. `train_language_model=True` trains
-    the whole LLM as well (for a tiny from-scratch LLM). `frozen_dtype` casts the frozen towers only
+    the whole LLM as well, `train_vision_model=True` the vision tower (for tiny from-scratch towers). `frozen_dtype` casts the frozen towers only
     (the paper: ViT fp16, Vicuna fp16, FlanT5 bf16), so the trained tensors stay fp32 for AdamW."""
-    model.freeze_for_instruction_tuning(keep_frozen_in_eval=True, train_language_model=train_language_model)
+    model.freeze_for_instruction_tuning(
+        keep_frozen_in_eval=True, train_language_model=train_language_model, train_vision_model=train_vision_model
+    )
     if frozen_dtype is not None:
         for module in model._frozen_modules():
             if not any(p.requires_grad for p in module.parameters()):
