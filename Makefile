@@ -25,7 +25,8 @@ $(STAMP): setup.cfg pyproject.toml
 # zero-shot on the held-out GQA sample (table and chart in demo_output/eval).
 DEMO_MODEL := demo_output/instructblip-tiny-trained
 demo: $(STAMP)
-	$(BIN)/python train.py configs/demo.yaml
+	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+		train.py configs/demo.yaml
 	$(BIN)/python demo.py --model $(DEMO_MODEL)
 	$(BIN)/python evaluate.py --model $(DEMO_MODEL) --data_dir demo_output/sample_corpus --tasks gqa \
 		--output_dir demo_output/eval --model_name instructblip-tiny-demo
