@@ -179,16 +179,26 @@ def setup_logging(training_args):
         training_args.report_to = [name for name in training_args.report_to if name != "tensorboard"]
 
 
+def _has_trainer_state(checkpoint: str) -> bool:
+    """Whether `checkpoint` holds a whole trainer state: a save cut short by a full disk or a kill can
+    leave the file there, but truncated."""
+    try:
+        with open(os.path.join(checkpoint, "trainer_state.json")) as f:
+            return isinstance(json.load(f).get("global_step"), int)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` whose trainer state was written (the last file a save writes), so a
-    run killed in the middle of a save resumes from the one before."""
+    """The newest `checkpoint-N` whose whole trainer state was written (the last file a save writes), so
+    a run killed, or out of disk space, in the middle of a save resumes from the one before."""
     if not os.path.isdir(output_dir):
         return None
     steps = sorted(
         (int(name.split("-")[1]), name)
         for name in os.listdir(output_dir)
         if name.startswith("checkpoint-") and name.split("-")[1].isdigit()
-        and os.path.exists(os.path.join(output_dir, name, "trainer_state.json"))
+        and _has_trainer_state(os.path.join(output_dir, name))
     )
     return os.path.join(output_dir, steps[-1][1]) if steps else None
 

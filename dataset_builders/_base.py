@@ -473,11 +473,27 @@ class InstructBuilder(datasets.GeneratorBasedBuilder):
         (or let KeyError/TypeError/ValueError escape) for a malformed item."""
         raise NotImplementedError
 
+    def _raw_items(self, split: str, gen_kwargs: dict):
+        """`_iter_raw`, with a raw file that breaks the iteration itself (an annotations file that is
+        not a list of objects, an unhashable id used as an index key) turned into a RecordError naming
+        the last record read: no record after it can be read, so no policy can skip it."""
+        items, where = self._iter_raw(split=split, **gen_kwargs), "before the first record"
+        while True:
+            try:
+                source, ref, raw = next(items)
+            except StopIteration:
+                return
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+                message = f"{self.DATASET_NAME}/{split}: malformed raw file, stopped {where}"
+                raise RecordError(MALFORMED_RECORD, f"{message}: {type(error).__name__}: {error}") from error
+            where = f"after {source}, record {ref}"
+            yield source, ref, raw
+
     def _generate_examples(self, split: str, **gen_kwargs):
         report = ErrorReport(self.DATASET_NAME, split)
         self.error_reports[split] = report
         index = 0
-        for source, ref, raw in self._iter_raw(split=split, **gen_kwargs):
+        for source, ref, raw in self._raw_items(split, gen_kwargs):
             try:
                 try:
                     records = self._records(raw, split)
