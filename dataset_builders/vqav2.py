@@ -88,12 +88,17 @@ class VQAv2(InstructBuilder):
     def _iter_raw(self, split, questions, annotations, image_prefix):
         by_question_id = {}
         if annotations is not None:
+            # an annotation that is not an object, or whose id is not a number, matches no question:
+            # its question is then reported as having no annotation (one record, not the whole file)
             for annotation in load_json(annotations)["annotations"]:
-                by_question_id[annotation.get("question_id")] = annotation
+                key = annotation.get("question_id") if isinstance(annotation, dict) else None
+                if isinstance(key, (int, str)) and not isinstance(key, bool):
+                    by_question_id[key] = annotation
         for index, question in enumerate(iter_json_array(questions, key="questions")):
             question_id = question.get("question_id") if isinstance(question, dict) else None
             ref = f"#{index} (question_id={question_id})"
-            yield questions, ref, (question, by_question_id.get(question_id), annotations is not None, image_prefix)
+            annotation = by_question_id.get(question_id) if isinstance(question_id, (int, str)) else None
+            yield questions, ref, (question, annotation, annotations is not None, image_prefix)
 
     def target(self, annotation: dict, answers: list[str]) -> str:
         """The consensus answer used as the training target."""

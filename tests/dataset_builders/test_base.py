@@ -189,3 +189,19 @@ def test_non_utf8_text_skips_only_its_record(raw, build):
     assert any("question_id=7777" in m and "caf\\xe9" in m for m in report["examples"]["non_utf8_text"])
     with pytest.raises(RecordError, match="not valid UTF-8"):
         build("vqav2", d, "train")
+
+
+def test_a_broken_question_or_annotation_costs_one_record_not_the_file(raw, build):
+    """An unhashable question_id and annotations that are not objects are per-record problems."""
+    d = raw.vqav2()
+    q_path = f"{d}/v2_OpenEnded_mscoco_train2014_questions.json"
+    a_path = f"{d}/v2_mscoco_train2014_annotations.json"
+    questions, annotations = json.load(open(q_path)), json.load(open(a_path))
+    good = len(questions["questions"])
+    questions["questions"].append(dict(questions["questions"][0], question_id=[1, 2]))
+    annotations["annotations"] += [None, "red", {"question_id": {"x": 1}}]
+    json.dump(questions, open(q_path, "w"))
+    json.dump(annotations, open(a_path, "w"))
+    ds, report = build("vqav2", d, "train", errors="skip", return_report=True)
+    assert len(ds) == good and report["num_skipped"] == 1
+    assert report["counts"] == {"wrong_field_type": 1}
