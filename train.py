@@ -265,8 +265,11 @@ def main(argv=None):
                 cache_dir=data_args.dataset_cache_dir, errors=data_args.record_errors, image_check=data_args.image_check,
             )
     logger.info("mixture: %s", {name: round(p, 4) for name, p in proportions.items()})
-    skipped_at_build = {
-        name: report["num_skipped"] for name, report in build_reports.items() if report and report["num_skipped"]
+    skipped_at_build = {  # for the card: "3 (missing_image: 2, corrupt_image: 1)"
+        name: f"{report['num_skipped']} ("
+        + ", ".join(f"{reason}: {count}" for reason, count in sorted(report["counts"].items())) + ")"
+        for name, report in build_reports.items()
+        if report and report["num_skipped"]
     }
     if data_args.streaming:
         train_dataset = InstructionStream(mixture, seed=training_args.seed)
@@ -343,7 +346,10 @@ def main(argv=None):
             modeling.save_lora_adapter(model, lora_config, os.path.join(output_dir, "lora_adapter"))
         modeling.remove_lora(model, merge=model_args.lora_merge)
     trainer.save_model(output_dir)  # weights, remote code, processor, generation config
+    data_report = {"at build": build_reports, "during training": metrics["skipped_records"]}
     if training_args.should_save:
+        with open(os.path.join(output_dir, "data_report.json"), "w") as f:  # every skipped record, by reason
+            json.dump(data_report, f, indent=1)
         if training_args.loss_curve:
             plot_loss_curve(trainer.state.log_history, os.path.join(output_dir, LOSS_CURVE_FILENAME))
         hyperparameters = {
@@ -380,7 +386,7 @@ def main(argv=None):
             repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
             push_folder(output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
             logger.info("pushed %s to the Hub as %s", output_dir, repo_id)
-    return {"train": metrics, "eval": eval_metrics}
+    return {"train": metrics, "eval": eval_metrics, "data": data_report}
 
 
 if __name__ == "__main__":

@@ -394,3 +394,64 @@ def test_a_hostile_burst_gets_answers_or_refusals_and_the_server_keeps_serving(a
     growth = _rss_mb() - before
     print(f"RSS growth over the burst: {growth:.0f} MB")
     assert growth < 500, f"the server grew by {growth:.0f} MB over 100 requests"
+
+
+# ---------------------------------------------------------------------------------------------
+# A training mixture holding every kind of bad data at once
+# ---------------------------------------------------------------------------------------------
+
+
+def _bad_data_corpus(root):
+    """The sample corpus (COCO Karpathy + VQAv2) with: a truncated JPEG, a zero-byte file, a missing
+    image, a 20000x20000 image, PNGs/JPEGs in modes L, LA, P, RGBA, CMYK and I;16 (valid: they must
+    train), a question with bytes that are not UTF-8, and a question with an image_id of the wrong type."""
+    import numpy as np
+    from PIL import Image
+
+    from dataset_builders.sample_data import write_sample_corpus
+    from tests.dataset_builders.fixtures_heldout import truncate_file, write_declared_size_png
+
+    coco = Path(write_sample_corpus(str(root), num_images=48)["vqav2"])
+    images = sorted((coco / "train2014").glob("*.jpg"))
+    truncate_file(str(images[0]), keep=0.5)
+    images[1].write_bytes(b"")
+    images[2].unlink()
+    write_declared_size_png(str(images[3]), 20000, 20000)
+    pixels = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    for path, mode in zip(images[4:10], ("L", "LA", "P", "RGBA", "CMYK", "I;16")):
+        image = Image.fromarray(pixels).convert("RGBA" if mode in ("LA", "RGBA") else "RGB")
+        image = image.convert(mode) if mode != "I;16" else Image.fromarray((pixels[..., 0].astype("uint16") * 257))
+        image.save(path, "JPEG" if mode in ("L", "CMYK") else "PNG")  # content decides the format, not the name
+    questions_file = coco / "v2_OpenEnded_mscoco_train2014_questions.json"
+    questions = json.loads(questions_file.read_text())
+    healthy = [q for q in questions["questions"] if q["image_id"] not in {int(p.stem[-12:]) for p in images[:4]}]
+    healthy[0]["question"], healthy[1]["image_id"] = "caf\u00e9 or tea?", "abc"
+    questions_file.write_bytes(json.dumps(questions, ensure_ascii=False).encode().replace("caf\u00e9".encode(), b"caf\xe9"))
+    return {"coco_caption": str(coco), "vqav2": str(coco)}
+
+
+@pytest.mark.slow
+def test_training_goes_on_over_bad_data_and_reports_every_skip(tmp_path):
+    data_dirs = _bad_data_corpus(tmp_path / "corpus")
+    corpus = {"data_dirs": data_dirs, "cache": str(tmp_path / "cache")}
+    output = tmp_path / "out"
+    results = train_script.main(small_run_args(corpus, output, max_steps=3, save_strategy="no", record_errors="skip"))
+
+    assert results["train"]["skipped_records"] == 0  # nothing bad got past the build
+    vqa = results["data"]["at build"]["vqav2"]["counts"]
+    for reason in ("missing_image", "oversized_image", "non_utf8_text", "wrong_field_type"):
+        assert vqa.get(reason, 0) >= 1, (reason, vqa)
+    # the zero-byte file is corrupt; the cut JPEG is truncated or, when its data already fails to decode, corrupt
+    per_image = vqa["missing_image"]  # questions about one image (the missing one)
+    assert vqa.get("corrupt_image", 0) + vqa.get("truncated_image", 0) == 2 * per_image, vqa
+    captions = results["data"]["at build"]["coco_caption"]["counts"]
+    assert {"missing_image", "oversized_image"} <= set(captions) and "corrupt_image" in captions
+    saved = json.loads((output / "data_report.json").read_text())
+    assert saved["at build"]["vqav2"]["counts"] == vqa
+    card = (output / "README.md").read_text()
+    assert "oversized_image" in card and "non_utf8_text" in card  # the card says what was skipped, and why
+
+    with pytest.raises(RecordError) as first:  # the fail policy stops at the first, naming file and record
+        train_script.main(small_run_args(dict(corpus, cache=str(tmp_path / "cache-fail")), tmp_path / "out2",
+                                         max_steps=3, save_strategy="no", record_errors="fail"))
+    assert ".json, record " in str(first.value)

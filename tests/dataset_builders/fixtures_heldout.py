@@ -27,6 +27,20 @@ def write_image(path, color=(200, 30, 30), size=(8, 8)):
     return path
 
 
+def write_declared_size_png(path, width, height):
+    """A small valid PNG whose header declares `width` x `height`: PIL checks the declared size at open."""
+    import struct
+    import zlib
+
+    Image.new("L", (8, 8), 128).save(path, "PNG")
+    data = bytearray(open(path, "rb").read())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])))
+    open(path, "wb").write(bytes(data))
+    return path
+
+
 def write_corrupt_file(path):
     """A file that is neither an image nor a video."""
     os.makedirs(os.path.dirname(path), exist_ok=True)

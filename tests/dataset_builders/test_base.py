@@ -7,6 +7,7 @@ from PIL import Image
 
 from dataset_builders import _base
 from dataset_builders._base import RecordError, check_image, iter_json_array
+from tests.dataset_builders.fixtures_heldout import write_declared_size_png
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 1 << 20])
@@ -72,27 +73,13 @@ def test_field_checks_presence_and_type():
     assert not_object.value.reason == _base.MALFORMED_RECORD
 
 
-def _declared_size_png(path, width, height):
-    """A small valid PNG whose header declares `width` x `height`: PIL checks the declared size at open."""
-    import struct
-    import zlib
-
-    Image.new("L", (8, 8), 128).save(path, "PNG")
-    data = bytearray(open(path, "rb").read())
-    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
-    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
-    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])))
-    open(path, "wb").write(bytes(data))
-    return path
-
-
 def test_decompression_bombs_are_a_reported_reason_not_a_crash(tmp_path):
-    path = _declared_size_png(str(tmp_path / "bomb.png"), 20000, 20000)
+    path = write_declared_size_png(str(tmp_path / "bomb.png"), 20000, 20000)
     for mode in ("header", "full"):
         with pytest.raises(RecordError) as bomb:
             check_image(path, mode)
         assert bomb.value.reason == _base.OVERSIZED_IMAGE and "bomb.png" in str(bomb.value)
-    check_image(_declared_size_png(str(tmp_path / "fine.png"), 8, 8), "full")
+    check_image(write_declared_size_png(str(tmp_path / "fine.png"), 8, 8), "full")
 
 
 def _damaged_vqav2(raw, image_damage):
@@ -122,7 +109,7 @@ def _damaged_vqav2(raw, image_damage):
         path = f"{d}/train2014/COCO_train2014_{image_id:012d}.jpg"
         _noisy_image(path, "JPEG")
         damage(path)
-    _declared_size_png(f"{d}/train2014/COCO_train2014_{903:012d}.jpg", 20000, 20000)
+    write_declared_size_png(f"{d}/train2014/COCO_train2014_{903:012d}.jpg", 20000, 20000)
     json.dump(questions, open(q_path, "w"))
     json.dump(annotations, open(a_path, "w"))
     return d
