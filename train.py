@@ -38,7 +38,8 @@ from training.data import (  # noqa: E402
     load_validation_set,
 )
 from publish.model_card import write_model_card  # noqa: E402
-from training.report import LOSS_CURVE_FILENAME, plot_loss_curve, push_folder  # noqa: E402
+from publish import publish_model  # noqa: E402
+from training.report import LOSS_CURVE_FILENAME, plot_loss_curve  # noqa: E402
 from training.trainer import GenerationEval, InstructBlipTrainer  # noqa: E402
 
 logger = logging.getLogger("train")
@@ -384,7 +385,9 @@ def main(argv=None):
         )
         if push_to_hub:
             repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
-            push_folder(output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo)
+            # the same checked, resumable upload as `python -m publish model`
+            publish_model(output_dir, repo_id, token=training_args.hub_token, private=training_args.hub_private_repo,
+                          commit_message="InstructBLIP instruction tuning")
             logger.info("pushed %s to the Hub as %s", output_dir, repo_id)
     return {"train": metrics, "eval": eval_metrics, "data": data_report}
 

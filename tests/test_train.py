@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -368,7 +369,11 @@ def test_demo_style_run_learns_and_leaves_a_hub_ready_folder(corpus, tmp_path, m
     from transformers import AutoModel, AutoProcessor
 
     calls = []
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id)))
+    def create_repo(self, repo_id, **kw):
+        calls.append(("create", repo_id))
+        return SimpleNamespace(repo_id=repo_id)
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"], kw["folder_path"])))
     output = tmp_path / "out"
     argv = [str(ROOT / "configs" / "demo.yaml")] + small_run_args(

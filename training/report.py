@@ -1,7 +1,5 @@
-"""What a training run leaves next to the model: the loss curve and the upload (the model card is
-`publish.model_card`'s). The upload is one `HfApi.upload_folder` of the finished folder, so what the
-tests check on disk is exactly what would be pushed. Nothing here touches the network unless
-`push_folder` is called.
+"""What a training run leaves next to the model besides its card (`publish.model_card`) and its upload
+(`publish.publish_model`): the loss curve. Nothing here touches the network.
 """
 
 import logging
@@ -36,19 +34,3 @@ def plot_loss_curve(log_history: list[dict], path: str) -> str | None:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
-
-
-def push_folder(folder: str, repo_id: str, *, token: str | None = None, private: bool | None = None,
-                commit_message: str = "InstructBLIP instruction tuning") -> str:
-    """Create `repo_id` if needed and upload the finished model folder (checkpoints and run logs left out)."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        commit_message=commit_message,
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt", "*.pth"],
-    )
-    return repo_id
