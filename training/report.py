@@ -2,12 +2,7 @@
 (`publish.publish_model`): the loss curve. Nothing here touches the network.
 """
 
-import logging
-
 from publish.model_card import LOSS_CURVE_FILENAME
-
-
-logger = logging.getLogger(__name__)
 
 
 def plot_loss_curve(log_history: list[dict], path: str) -> str | None:
