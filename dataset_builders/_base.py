@@ -375,6 +375,30 @@ def _code_hash(cls) -> str:
     return digest.hexdigest()[:16]
 
 
+ANNOTATION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".xml", ".yaml", ".yml")
+
+
+def _raw_files_fingerprint(data_dir: str | None, depth: int = 2) -> str:
+    """(path, size, mtime) of the annotation files in `data_dir` and its subfolders down to `depth`:
+    `datasets` keys a cache by the builder config (the folder's *name*), so without this a release
+    re-downloaded or rewritten in place (a sample corpus of another size) was read from the stale
+    cache. Media files are not looked at: records name them, they do not define them."""
+    if not data_dir or not os.path.isdir(data_dir):
+        return ""
+    digest = hashlib.sha256()
+    folders = [(data_dir, 0)]
+    while folders:
+        folder, level = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_dir() and level + 1 < depth:
+                    folders.append((entry.path, level + 1))
+                elif entry.name.lower().endswith(ANNOTATION_SUFFIXES) and entry.is_file():
+                    stat = entry.stat()
+                    digest.update(f"{os.path.relpath(entry.path, data_dir)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 class InstructBuilder(datasets.GeneratorBasedBuilder):
     """Base of every builder. Subclasses set the class attributes below and write
     `_split_generators`, `_iter_raw` and `_records` (see the module docstring)."""
@@ -392,7 +416,7 @@ class InstructBuilder(datasets.GeneratorBasedBuilder):
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("dataset_name", self.DATASET_NAME)
-        kwargs.setdefault("hash", _code_hash(type(self)))
+        kwargs.setdefault("hash", _code_hash(type(self)) + _raw_files_fingerprint(kwargs.get("data_dir")))
         super().__init__(*args, **kwargs)
         self.error_reports: dict[str, ErrorReport] = {}
         self._image_status: dict[str, RecordError | None] = {}

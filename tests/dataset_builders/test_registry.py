@@ -49,3 +49,21 @@ def test_load_reuses_cache_and_streams(raw, build):
     assert first.cache_files == second.cache_files
     streamed = dataset_builders.load("gqa", d, "test_dev", streaming=True)
     assert [r["id"] for r in streamed] == first["id"]
+
+
+def test_raw_files_rewritten_in_place_are_rebuilt_not_read_from_the_stale_cache(raw, build):
+    import json
+    import os
+
+    d = raw.gqa()
+    first = build("gqa", d, "test_dev")
+    path = os.path.join(d, "testdev_balanced_questions.json")
+    with open(path) as f:
+        questions = json.load(f)
+    questions["201307252"] = dict(questions["201307251"], question="Is the cup red?", answer="no")
+    with open(path, "w") as f:
+        json.dump(questions, f)
+    second = build("gqa", d, "test_dev")
+    assert len(first) == 1 and len(second) == 2
+    assert "Is the cup red?" in second["question"]
+    assert build("gqa", d, "test_dev").cache_files == second.cache_files  # unchanged files: the cache again
