@@ -16,6 +16,7 @@ This module knows no dataset format (dataset_builders) and no task detail (tasks
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -144,10 +145,34 @@ def read_finished_rows(task_dir: str) -> dict:
     return finished
 
 
-def task_settings(task: Task, model) -> dict:
-    """What a resumed run must share with the run it continues."""
-    return {"task": json.loads(json.dumps(dataclasses.asdict(task))),
-            "model": getattr(model.config, "name_or_path", "") or ""}
+def weights_fingerprint(model, values_per_tensor: int = 1024) -> str:
+    """A hash of every parameter's name, shape and first values: a model retrained into the same
+    folder (same `name_or_path`) gets another fingerprint. Cheap at any size (no full pass)."""
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        head = param.detach().flatten()[:values_per_tensor].float().cpu().numpy()
+        digest.update(f"{name}{tuple(param.shape)}".encode())
+        digest.update(head.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def data_fingerprint(dataset) -> str:
+    """A hash of the samples' ids and instructions: the same ids over rewritten data differ."""
+    digest = hashlib.sha256()
+    for sample_id, instruction in zip(dataset["id"], dataset["instruction"]):
+        digest.update(f"{sample_id}\x00{instruction}\x00".encode())
+    return digest.hexdigest()[:16]
+
+
+def task_settings(task: Task, model, dataset=None) -> dict:
+    """What a resumed run must share with the run it continues: the task, the model (path and
+    weights) and the samples."""
+    settings = {"task": json.loads(json.dumps(dataclasses.asdict(task))),
+                "model": getattr(model.config, "name_or_path", "") or "",
+                "weights": weights_fingerprint(model)}
+    if dataset is not None:
+        settings["data"] = data_fingerprint(dataset)
+    return settings
 
 
 def _check_settings(task_dir: str, settings: dict) -> None:
@@ -193,7 +218,7 @@ def run_task(
     with state.main_process_first():  # the main process builds the dataset cache, the others reuse it
         dataset = load_records(task, data_dir, cache_dir=cache_dir, limit=limit)
     ids = list(dataset["id"])
-    settings = task_settings(task, model)
+    settings = task_settings(task, model, dataset)
 
     finished, task_dir = {}, None
     if output_dir is not None:

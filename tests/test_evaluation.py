@@ -472,6 +472,11 @@ def test_resume_after_interruption_gives_the_uninterrupted_metrics(name, load, d
     with pytest.raises(ValueError, match="other settings"):
         run_task(model, processor, changed, data_dir, str(tmp_path / "cut"), cache_dir=cache_dir, progress=False)
 
+    with torch.no_grad():  # the same model folder, retrained: its old predictions must not be reused
+        next(model.parameters()).add_(0.5)
+    with pytest.raises(ValueError, match="other settings"):
+        run_task(model, processor, TASKS[name], data_dir, str(tmp_path / "cut"), cache_dir=cache_dir, progress=False)
+
 
 # -- two processes -----------------------------------------------------------------------------------------
 
