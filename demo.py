@@ -25,7 +25,7 @@ from modeling_instructblip import paper_generation_config, tiny  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a saved model folder (or Hub id) to load; default: build a tiny one")
     parser.add_argument("--output", default="demo_output/instructblip-tiny", help="where to save the built model")
@@ -34,7 +34,27 @@ def parse_args():
     parser.add_argument("--text-model", default="llama", choices=sorted(tiny.TINY_TEXT), help="the tiny LLM's type")
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    parser.add_argument("--data_dir", help="the sample corpus: report held-in VQAv2 validation accuracy per question kind")
+    parser.add_argument("--cache_dir", help="the builders' cache (the one train.py used)")
+    parser.add_argument("--report", help="also write the report here (.md; a .json with the numbers beside it)")
+    return parser.parse_args(argv)
+
+
+def held_in_report(model, processor, data_dir: str, cache_dir: str | None = None, batch_size: int = 32) -> dict:
+    """Answer every VQAv2 validation question of the sample corpus in `data_dir`; `answer_report`
+    against the training questions' image-blind baseline."""
+    import datasets
+
+    from dataset_builders import load
+    from training.report import answer_report
+    from training.trainer import GenerationEval
+
+    coco = os.path.join(data_dir, "coco")
+    train = load("vqav2", coco, "train", cache_dir=cache_dir)
+    validation = load("vqav2", coco, "validation", cache_dir=cache_dir).cast_column("image", datasets.Image(decode=False))
+    records = list(validation)
+    predictions = GenerationEval(processor, records, batch_size=batch_size).predict(model)
+    return answer_report(predictions, records, list(train.remove_columns(["image", "frames"])))
 
 
 def build_untrained(args) -> Path:
@@ -50,8 +70,8 @@ def build_untrained(args) -> Path:
     return output
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     folder = Path(args.model) if args.model else build_untrained(args)
 
     print(f"the Hub-ready folder {folder}:")
@@ -74,6 +94,19 @@ def main():
     print(f"answering about {args.image}")
     print(f"   instruction: {args.instruction}")
     print(f"   answer ({model.generation_config.num_beams}-beam search): {answer!r}")
+
+    if args.data_dir:
+        from training.report import format_answer_report
+
+        print(f"answering the held-in validation questions of {args.data_dir} (greedy)")
+        report = held_in_report(model, processor, args.data_dir, args.cache_dir)
+        table = format_answer_report(report)
+        print(table)
+        if args.report:
+            Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.report).write_text(f"# Held-in answers of {folder}\n\n{table}\n")
+            Path(args.report).with_suffix(".json").write_text(json.dumps(report, indent=2))
+        return report
 
 
 if __name__ == "__main__":

@@ -225,6 +225,29 @@ def test_only_trainable_tensors_reach_adamw_and_decay_needs_two_dims(mixture, tm
     assert optimizer.defaults["betas"] == (0.9, 0.999)
 
 
+def test_answer_report_compares_with_the_best_image_blind_answer_per_question_kind():
+    from training.report import answer_report, format_answer_report, question_kind
+
+    assert question_kind("What color are the shapes?") == question_kind("what  COLOR is it") == "what color"
+    record = lambda question, target, answers=(): {"question": question, "target": target, "answers": list(answers)}
+    train = [record("What color is it?", t) for t in ("red", "red", "blue", "blue", "green")]  # tie: blue < red
+    train += [record("How many dogs?", "two"), record("How many cats?", "Two.")]
+    validation = [record("What color is it?", "blue"), record("What color is it?", "red"),
+                  record("What color is it?", "green", ["green", "blue"]), record("How many birds?", "three"),
+                  record("Where is it?", "left")]  # a kind never seen in training: no baseline answer
+    report = answer_report(["red", "Red.", "green", "two", "left"], validation, train)
+    colour = report["kinds"]["what color"]
+    assert colour["baseline_answer"] == "blue" and colour["baseline"] == pytest.approx(2 / 3)
+    assert colour["accuracy"] == pytest.approx(2 / 3) and colour["questions"] == 3
+    assert report["kinds"]["how many"] == {"questions": 1, "accuracy": 0.0, "baseline": 0.0, "baseline_answer": "two"}
+    assert report["kinds"]["where is"]["baseline_answer"] is None and report["kinds"]["where is"]["accuracy"] == 1.0
+    assert report["overall"] == {"questions": 5, "accuracy": pytest.approx(3 / 5), "baseline": pytest.approx(2 / 5)}
+    table = format_answer_report(report)
+    assert "| what color | 3 | 0.67 | 0.67 (blue) |" in table and "| **all** | 5 | 0.60 | 0.40 |" in table
+    with pytest.raises(ValueError, match="4 predictions for 5 records"):
+        answer_report(["x"] * 4, validation, train)
+
+
 def test_paper_schedule_warms_up_from_1e_8_then_decays_to_zero():
     factor = paper_lr_lambda(1000, 60000, 1e-8 / 1e-5)
     assert factor(0) * 1e-5 == pytest.approx(1e-8)
@@ -399,6 +422,34 @@ def test_demo_style_run_learns_and_leaves_a_hub_ready_folder(corpus, tmp_path, m
     processor = AutoProcessor.from_pretrained(output, trust_remote_code=True)
     assert type(model).__name__ == "InstructBlipForConditionalGeneration" and processor.num_query_tokens == 8
     assert calls == [("create", "someone/instructblip-tiny"), ("upload", "someone/instructblip-tiny", str(output))]
+
+
+@pytest.mark.slow
+def test_demo_config_learns_to_answer_from_the_image(tmp_path):
+    """`make demo`'s training, unchanged but for where it writes: the loss falls clearly, and on
+    held-in validation images (not trained on) the model beats the best image-blind answer per kind
+    of question, by far on colour questions. A model that only learned the answer priors per question
+    (what the demo did before) scores the baseline. Measured: loss 6.3 -> 0.3; colour 0.28 -> ~0.9;
+    all kinds 0.28 -> ~0.4 (count, shape and position stay near their priors: see the issue note)."""
+    import demo as demo_script
+    from transformers import AutoModel, AutoProcessor
+
+    output, corpus, cache = tmp_path / "model", tmp_path / "corpus", tmp_path / "cache"
+    train_script.main([
+        str(ROOT / "configs" / "demo.yaml"), "--output_dir", str(output), "--sample_corpus_dir", str(corpus),
+        "--dataset_cache_dir", str(cache), "--report_to", "none",
+    ])
+    history = json.loads((output / "trainer_state.json").read_text())["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    assert losses[-1] < 0.15 * losses[0], losses
+
+    model = AutoModel.from_pretrained(output, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(output, trust_remote_code=True)
+    report = demo_script.held_in_report(model, processor, str(corpus), str(cache))
+    colour, overall = report["kinds"]["what color"], report["overall"]
+    assert overall["questions"] == 1000 and colour["questions"] == 200
+    assert colour["accuracy"] >= max(0.6, colour["baseline"] + 0.3), report
+    assert overall["accuracy"] >= overall["baseline"] + 0.07, report
 
 
 @pytest.mark.slow

@@ -47,7 +47,8 @@ class GenerationEval:
         self.num_beams = num_beams
 
     @torch.no_grad()
-    def __call__(self, model) -> dict:
+    def predict(self, model) -> list[str]:
+        """The model's answers to `records`, in order (the model is left in the mode it was in)."""
         was_training = model.training
         model.eval()
         predictions = []
@@ -65,7 +66,10 @@ class GenerationEval:
             )
             predictions.extend(self.processor.post_process_generation(generated, inputs["input_ids"]))
         model.train(was_training)
-        return {"answer_accuracy": answer_accuracy(predictions, self.records)}
+        return predictions
+
+    def __call__(self, model) -> dict:
+        return {"answer_accuracy": answer_accuracy(self.predict(model), self.records)}
 
 
 class InstructBlipTrainer(Trainer):
