@@ -72,6 +72,7 @@ def answer_report(predictions: list[str], records: list[dict], train_records: li
         row["questions"] += 1
         row["hits"] += normalize_answer(prediction) in references
         row["baseline_hits"] += majority.get(kind) in references
+
     def summary(row):
         n = max(row["questions"], 1)
         return {"questions": row["questions"], "accuracy": row["hits"] / n, "baseline": row["baseline_hits"] / n}
