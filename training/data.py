@@ -289,10 +289,14 @@ def is_short_answer_record(record: dict) -> bool:
     return record["template_family"] in (VQA, VQA_MULTIPLE_CHOICE) and bool(record["answers"] or record["target"])
 
 
+def answer_matches(prediction: str | None, record: dict) -> bool:
+    """Whether `prediction` equals (normalised) one of the record's reference answers."""
+    if prediction is None:
+        return False
+    references = {normalize_answer(a) for a in (record["answers"] or [record["target"]])}
+    return normalize_answer(prediction) in references
+
+
 def answer_accuracy(predictions: list[str], records: list[dict]) -> float:
     """Fraction of predictions equal (normalised) to one of the record's reference answers."""
-    hits = 0
-    for prediction, record in zip(predictions, records):
-        references = {normalize_answer(a) for a in (record["answers"] or [record["target"]])}
-        hits += normalize_answer(prediction) in references
-    return hits / max(len(records), 1)
+    return sum(answer_matches(p, r) for p, r in zip(predictions, records)) / max(len(records), 1)

@@ -8,7 +8,7 @@ from collections import Counter
 
 from publish.model_card import LOSS_CURVE_FILENAME
 
-from .data import normalize_answer
+from .data import answer_matches, normalize_answer
 
 
 def plot_loss_curve(log_history: list[dict], path: str) -> str | None:
@@ -67,11 +67,10 @@ def answer_report(predictions: list[str], records: list[dict], train_records: li
     rows = {}
     for prediction, record in zip(predictions, records):
         kind = question_kind(record["question"])
-        references = {normalize_answer(a) for a in (record["answers"] or [record["target"]])}
         row = rows.setdefault(kind, {"questions": 0, "hits": 0, "baseline_hits": 0, "baseline_answer": majority.get(kind)})
         row["questions"] += 1
-        row["hits"] += normalize_answer(prediction) in references
-        row["baseline_hits"] += majority.get(kind) in references
+        row["hits"] += answer_matches(prediction, record)
+        row["baseline_hits"] += answer_matches(majority.get(kind), record)
 
     def summary(row):
         n = max(row["questions"], 1)
