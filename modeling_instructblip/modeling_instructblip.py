@@ -21,6 +21,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 from transformers.utils import ModelOutput
 
 from .configuration_instructblip import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig
@@ -178,11 +179,17 @@ class InstructBlipMLP(nn.Module):
     def __init__(self, config: InstructBlipVisionConfig):
         super().__init__()
         self.activation_fn = ACT2FN[config.hidden_act]
+        self.exact_gelu = config.hidden_act == "gelu"
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+        hidden_states = self.fc1(hidden_states)
+        if self.exact_gelu and not hidden_states.requires_grad and not self.fc1._forward_hooks:
+            # the frozen tower: nothing keeps fc1's output, so the activation overwrites it in place
+            # (no second [tokens x intermediate] buffer to allocate and fault in)
+            return self.fc2(torch.ops.aten.gelu_(hidden_states))
+        return self.fc2(self.activation_fn(hidden_states))
 
 
 class InstructBlipEncoderLayer(GradientCheckpointingLayer):
@@ -275,13 +282,17 @@ class InstructBlipQFormerMultiHeadAttention(nn.Module):
         self.key = nn.Linear(kv_size, config.hidden_size)
         self.value = nn.Linear(kv_size, config.hidden_size)
 
-    def forward(self, hidden_states, key_value_states, attention_mask=None):
-        """Queries from `hidden_states` [batch, q_len, hidden], keys/values from `key_value_states`."""
+    def forward(self, hidden_states, key_value_states, attention_mask=None, projected_key=None, projected_value=None):
+        """Queries from `hidden_states` [batch, q_len, hidden], keys/values from `key_value_states`, or
+        `projected_key` / `projected_value` ([batch, kv_len, hidden]) when the key/value projections of
+        `key_value_states` were already computed (see `_project_image_keys_values`)."""
         batch_size, q_len, _ = hidden_states.shape
-        kv_len = key_value_states.shape[1]
+        if projected_key is None:
+            projected_key, projected_value = self.key(key_value_states), self.value(key_value_states)
+        kv_len = projected_key.shape[1]
         query = self.query(hidden_states).view(batch_size, q_len, -1, self.head_dim).transpose(1, 2)
-        key = self.key(key_value_states).view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
-        value = self.value(key_value_states).view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
+        key = projected_key.view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
+        value = projected_value.view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
         attn_output, _ = _attention_function(self.config)(
             self,
             query,
@@ -311,9 +322,10 @@ class InstructBlipQFormerAttention(nn.Module):
         self.attention = InstructBlipQFormerMultiHeadAttention(config, is_cross_attention)
         self.output = InstructBlipQFormerSelfOutput(config)
 
-    def forward(self, hidden_states, key_value_states=None, attention_mask=None):
-        key_value_states = hidden_states if key_value_states is None else key_value_states
-        return self.output(self.attention(hidden_states, key_value_states, attention_mask), hidden_states)
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None, projected_key=None, projected_value=None):
+        key_value_states = hidden_states if key_value_states is None and projected_key is None else key_value_states
+        attention = self.attention(hidden_states, key_value_states, attention_mask, projected_key, projected_value)
+        return self.output(attention, hidden_states)
 
 
 class InstructBlipQFormerIntermediate(nn.Module):
@@ -352,14 +364,25 @@ class InstructBlipQFormerLayer(GradientCheckpointingLayer):
         self.intermediate_query = InstructBlipQFormerIntermediate(config)
         self.output_query = InstructBlipQFormerOutput(config)
 
-    def forward(self, hidden_states, attention_mask, encoder_hidden_states, query_length: int, queries_only=False):
+    def forward(
+        self,
+        hidden_states,
+        attention_mask,
+        encoder_hidden_states,
+        image_key=None,
+        image_value=None,
+        query_length: int = 0,
+        queries_only=False,
+    ):
         """`queries_only` (the last layer): the text positions' outputs are never used, so only the
-        queries attend and only they go through a feed-forward block; returns [batch, query_length, hidden]."""
+        queries attend and only they go through a feed-forward block; returns [batch, query_length, hidden].
+        `image_key` / `image_value`: this layer's cross-attention key/value projections of the image,
+        when computed ahead (then `encoder_hidden_states` may be None)."""
         attention_input = hidden_states[:, :query_length] if queries_only else hidden_states
         attention_output = self.attention(attention_input, hidden_states, attention_mask)
         queries = attention_output[:, :query_length]
         if self.has_cross_attention:
-            queries = self.crossattention(queries, encoder_hidden_states)
+            queries = self.crossattention(queries, encoder_hidden_states, None, image_key, image_value)
         queries = self.output_query(self.intermediate_query(queries), queries)
         if queries_only or attention_output.shape[1] == query_length:
             return queries
@@ -373,13 +396,19 @@ class InstructBlipQFormerEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([InstructBlipQFormerLayer(config, i) for i in range(config.num_hidden_layers)])
 
-    def forward(self, hidden_states, attention_mask, encoder_hidden_states, query_length):
+    def forward(self, hidden_states, attention_mask, encoder_hidden_states, query_length, image_keys_values=None):
+        """`image_keys_values`: one (key, value) pair per cross-attention layer, in layer order, when the
+        image's key/value projections were computed ahead; otherwise each layer projects
+        `encoder_hidden_states` itself."""
         last = len(self.layer) - 1
+        pairs = iter(image_keys_values or ())
         for i, layer in enumerate(self.layer):
-            # encoder_hidden_states positional: gradient checkpointing passes keyword arguments through
-            # unchanged but needs tensors that may carry gradients as positional ones
+            key, value = next(pairs) if image_keys_values is not None and layer.has_cross_attention else (None, None)
+            # tensors positional: gradient checkpointing passes keyword arguments through unchanged but
+            # needs tensors that may carry gradients as positional ones
             hidden_states = layer(
-                hidden_states, attention_mask, encoder_hidden_states, query_length=query_length, queries_only=i == last
+                hidden_states, attention_mask, encoder_hidden_states, key, value,
+                query_length=query_length, queries_only=i == last,
             )
         return hidden_states
 
@@ -391,10 +420,21 @@ class InstructBlipQFormerModel(nn.Module):
         self.embeddings = InstructBlipQFormerEmbeddings(config)
         self.encoder = InstructBlipQFormerEncoder(config)
 
-    def forward(self, query_embeds, input_ids, attention_mask, encoder_hidden_states):
+    def cross_attention_projections(self) -> list[nn.Linear]:
+        """The key and value projections of the image, for every cross-attention layer in order."""
+        return [
+            projection
+            for layer in self.encoder.layer
+            if layer.has_cross_attention
+            for projection in (layer.crossattention.attention.key, layer.crossattention.attention.value)
+        ]
+
+    def forward(self, query_embeds, input_ids, attention_mask, encoder_hidden_states, image_keys_values=None):
         """
         query_embeds: [batch, num_query_tokens, hidden]; input_ids / attention_mask: [batch, text_len]
-        (the instruction, BERT-tokenized); encoder_hidden_states: [batch, image_tokens, encoder_hidden].
+        (the instruction, BERT-tokenized); encoder_hidden_states: [batch, image_tokens, encoder_hidden],
+        or None when `image_keys_values` (one key/value projection pair of the image per
+        cross-attention layer) are given instead.
         Returns the queries' last hidden state, [batch, num_query_tokens, hidden].
         """
         query_length = query_embeds.shape[1]
@@ -407,7 +447,148 @@ class InstructBlipQFormerModel(nn.Module):
         if input_ids is not None and attention_mask is not None:
             query_mask = attention_mask.new_ones(attention_mask.shape[0], query_length)
             mask = _padding_mask(torch.cat([query_mask, attention_mask], dim=1), embeddings.dtype)
-        return self.encoder(embeddings, mask, encoder_hidden_states.to(embeddings.dtype), query_length)
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = encoder_hidden_states.to(embeddings.dtype)
+        return self.encoder(embeddings, mask, encoder_hidden_states, query_length, image_keys_values)
+
+
+class _NormThenProject(torch.autograd.Function):
+    """`y = LayerNorm(x)` and `y @ W_i.T + b_i` for several projections `i`, for an `x` that needs no
+    gradient: the frozen vision tower's features, the trainable LayerNorm after it, and the key/value
+    projections of every Q-Former cross-attention layer.
+
+    Autograd would form the gradient with respect to `y` (one GEMM per projection, summed) only to
+    reduce it to the LayerNorm's two vectors. With `x_hat` the normalized `x`, `g_i` the gradient of
+    output `i`, `M_i = g_i.T @ x_hat` and `s_i = g_i.sum(0)` (sums over rows):
+        dW_i = M_i * gamma + outer(s_i, beta)        db_i = s_i
+        dgamma = sum_i (W_i * M_i).sum(0)            dbeta = sum_i s_i @ W_i
+    `M_i` costs what autograd's `dW_i = g_i.T @ y` costs, so the gradient with respect to `y` is never
+    formed. Outputs: `y` and the projections; `y`'s gradient (if anything uses it) is added too.
+    """
+
+    @staticmethod
+    def forward(ctx, x, ln_weight, ln_bias, eps, *weights_and_biases):
+        x_hat = F.layer_norm(x, x.shape[-1:], None, None, eps)
+        y = torch.addcmul(ln_bias, x_hat, ln_weight)
+        pairs = list(zip(weights_and_biases[0::2], weights_and_biases[1::2]))
+        outputs = [F.linear(y, weight, bias) for weight, bias in pairs]
+        ctx.save_for_backward(x_hat, ln_weight, ln_bias, *weights_and_biases[0::2])
+        ctx.has_bias = [bias is not None for _, bias in pairs]
+        ctx.set_materialize_grads(False)
+        return (y, *outputs)
+
+    @staticmethod
+    def backward(ctx, grad_y, *grad_outputs):
+        x_hat, ln_weight, ln_bias, *weights = ctx.saved_tensors
+        dim = x_hat.shape[-1]
+        x_hat = x_hat.reshape(-1, dim)
+        # the small reductions in float32 (bf16/fp16 training), the GEMMs in the input dtype
+        gamma, beta = ln_weight.float(), ln_bias.float()
+        d_gamma = torch.zeros(dim, dtype=torch.float32, device=x_hat.device)
+        d_beta = torch.zeros_like(d_gamma)
+        if grad_y is not None:
+            grad_y = grad_y.reshape(-1, dim)
+            d_gamma += (grad_y.float() * x_hat.float()).sum(0)
+            d_beta += grad_y.float().sum(0)
+        grads = []
+        for i, (weight, grad) in enumerate(zip(weights, grad_outputs)):
+            if grad is None:
+                grads += [None, None]
+                continue
+            grad = grad.reshape(-1, grad.shape[-1])
+            row_sums = grad.float().sum(0)
+            projected = (grad.t() @ x_hat.to(grad.dtype)).float()  # M_i (autocast: the GEMM in its dtype)
+            w = weight.float()
+            d_gamma += (w * projected).sum(0)
+            d_beta += row_sums @ w
+            d_weight = d_bias = None
+            if ctx.needs_input_grad[4 + 2 * i]:
+                d_weight = (projected * gamma + row_sums[:, None] * beta).to(weight.dtype)
+            if ctx.has_bias[i] and ctx.needs_input_grad[5 + 2 * i]:
+                d_bias = row_sums.to(weight.dtype)
+            grads += [d_weight, d_bias]
+        d_gamma = d_gamma.to(ln_weight.dtype) if ctx.needs_input_grad[1] else None
+        d_beta = d_beta.to(ln_bias.dtype) if ctx.needs_input_grad[2] else None
+        return (None, d_gamma, d_beta, None, *grads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoder-only LLM in training: the last layer computed at the supervised positions only
+# ---------------------------------------------------------------------------------------------
+
+def _rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _decoder_layer_at_rows(layer, hidden_states, rows, attention_mask=None, position_embeddings=None):
+    """One Llama decoder layer whose output is needed only at the `rows` ([batch, seq] bool) positions.
+
+    In the last layer the other positions serve as keys and values only, so their queries, attention
+    output, residual and MLP are skipped: the layer's cost falls to its key/value projections plus
+    (rows / seq) of the rest. Returns [batch, seq, hidden] with the `rows` positions filled (the
+    others are zero; the LM head reads the `rows` positions only)."""
+    attn = layer.self_attn
+    batch, seq, hidden = hidden_states.shape
+    counts = rows.sum(1)
+    width = int(counts.max())
+    if width == 0:  # nothing supervised in this batch: no output is read
+        return torch.zeros_like(hidden_states)
+    # the row positions first, in order, then the others: index [batch, width]; entries past a
+    # sample's count point at positions outside `rows` and are dropped when scattered back
+    index = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :width]
+
+    def take(tensor):  # [batch, seq, d] -> [batch, width, d]
+        tensor = tensor.expand(batch, -1, -1)
+        return tensor.gather(1, index[..., None].expand(-1, -1, tensor.shape[-1]))
+
+    normed = layer.input_layernorm(hidden_states)
+    head_dim = attn.head_dim
+    query = attn.q_proj(take(normed)).view(batch, width, -1, head_dim).transpose(1, 2)
+    key = attn.k_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
+    value = attn.v_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
+    cos, sin = position_embeddings
+    query = query * take(cos).unsqueeze(1) + _rotate_half(query) * take(sin).unsqueeze(1)
+    key = key * cos.unsqueeze(1) + _rotate_half(key) * sin.unsqueeze(1)
+
+    if attention_mask is None:  # causal, nothing padded
+        allowed = torch.arange(seq, device=index.device)[None, None, :] <= index[..., None]
+        mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
+        mask = mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[:, None]
+    else:  # [batch or 1, 1 or heads, seq, seq]: the rows' lines
+        mask = attention_mask.expand(batch, -1, -1, -1)
+        mask = mask.gather(2, index[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1]))
+    attention = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    output, _ = attention(
+        attn, query, key, value, mask, dropout=attn.attention_dropout if attn.training else 0.0, scaling=attn.scaling
+    )
+    states = take(hidden_states) + attn.o_proj(output.reshape(batch, width, -1))
+    states = states + layer.mlp(layer.post_attention_layernorm(states))
+    return hidden_states.new_zeros(batch, seq, hidden).scatter(1, index[..., None].expand(-1, -1, hidden), states)
+
+
+class _LlamaDecoderLayerAtRows(LlamaDecoderLayer):
+    """transformers' `LlamaDecoderLayer` (Vicuna's), same weights and outputs, that also accepts
+    `instructblip_rows=` ([batch, seq] bool): then it runs `_decoder_layer_at_rows`. The model gives
+    its LLM's last layer this class (`_rows_only_last_layer`); other layers ignore the argument."""
+
+    def forward(self, hidden_states, *args, instructblip_rows=None, **kwargs):
+        if instructblip_rows is None or args or kwargs.get("past_key_values") is not None:
+            return super().forward(hidden_states, *args, **kwargs)
+        return _decoder_layer_at_rows(
+            self, hidden_states, instructblip_rows, kwargs.get("attention_mask"), kwargs.get("position_embeddings")
+        )
+
+
+def _rows_only_last_layer(language_model) -> bool:
+    """Give the LLM's last decoder layer `_LlamaDecoderLayerAtRows` if it is a plain `LlamaDecoderLayer`
+    and attention is sdpa; returns whether the LLM's last layer can take `instructblip_rows=`."""
+    layers = getattr(getattr(language_model, "model", None), "layers", None)
+    if not layers or getattr(language_model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    if type(layers[-1]) is LlamaDecoderLayer:
+        layers[-1].__class__ = _LlamaDecoderLayerAtRows
+    return type(layers[-1]) is _LlamaDecoderLayerAtRows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,6 +657,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             self.language_model = AutoModelForSeq2SeqLM.from_config(config.text_config)
         self._frozen_modules_in_eval = False
         self.post_init()
+        if config.use_decoder_only_language_model:
+            _rows_only_last_layer(self.language_model)
 
     # -- plumbing the LLM's embeddings and generation through ------------------------------------
 
@@ -613,7 +796,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             num_frames = pixel_values.shape[1] if pixel_values.dim() == 5 else 1
             vision_features = self.get_vision_features(pixel_values)
         num_frames = num_frames or 1
-        image_embeds = self._trainable_vision_norm()(vision_features)
+        image_embeds, image_keys_values = self._normed_image_features(vision_features)
         num_images = image_embeds.shape[0]
         if qformer_input_ids is not None and num_frames > 1:
             qformer_input_ids = qformer_input_ids.repeat_interleave(num_frames, dim=0)
@@ -626,13 +809,44 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         if qformer_input_ids is not None and qformer_attention_mask is None:
             qformer_attention_mask = torch.ones_like(qformer_input_ids)
         query_tokens = self.query_tokens.expand(num_images, -1, -1)
-        query_output = self.qformer(query_tokens, qformer_input_ids, qformer_attention_mask, image_embeds)
+        query_output = self.qformer(
+            query_tokens, qformer_input_ids, qformer_attention_mask, image_embeds, image_keys_values
+        )
         language_model_inputs = self.language_projection(query_output)
         batch_size = num_images // num_frames
         language_model_inputs = language_model_inputs.reshape(batch_size, -1, language_model_inputs.shape[-1])
         return InstructBlipImageFeatures(
             language_model_inputs=language_model_inputs, query_output=query_output, image_embeds=image_embeds
         )
+
+    def _normed_image_features(self, vision_features):
+        """The trainable LayerNorm over the frozen features, and, when it trains, the Q-Former's
+        cross-attention key/value projections of its output computed with it (`_NormThenProject`:
+        the gradient reaches the LayerNorm without the [image tokens x hidden] gradient of its output).
+        Returns (image_embeds, per-layer (key, value) pairs or None)."""
+        norm = self._trainable_vision_norm()
+        fused = (
+            torch.is_grad_enabled()
+            and not vision_features.requires_grad
+            and norm.weight is not None
+            and norm.bias is not None
+            and (norm.weight.requires_grad or norm.bias.requires_grad)
+            # Q-Former checkpointing keeps only the image features, not 2 x layers projections of them
+            and not (self.qformer.encoder.layer[0].gradient_checkpointing and self.qformer.training)
+            and not norm._forward_hooks
+            and not norm._forward_pre_hooks
+        )
+        if not fused:
+            return norm(vision_features), None
+        projections = self.qformer.cross_attention_projections()
+        qformer_dtype = self.qformer.embeddings.layernorm.weight.dtype
+        if not projections or len({p.weight.dtype for p in projections} | {norm.weight.dtype, qformer_dtype}) > 1:
+            return norm(vision_features), None
+        weights_and_biases = [t for projection in projections for t in (projection.weight, projection.bias)]
+        image_embeds, *outputs = _NormThenProject.apply(
+            vision_features.to(norm.weight.dtype), norm.weight, norm.bias, norm.eps, *weights_and_biases
+        )
+        return image_embeds, list(zip(outputs[0::2], outputs[1::2]))
 
     def _merge_visual_tokens(self, input_ids, inputs_embeds, language_model_inputs):
         """Write the visual tokens into the `<image>` placeholder positions of the LLM input."""
@@ -712,6 +926,10 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 # prompt and the padding need none, and the LM head over the vocabulary is costly
                 supervised = labels[:, 1:] != -100
                 kwargs["logits_to_keep"] = torch.cat([supervised, supervised.new_zeros(supervised.shape[0], 1)], 1)
+                # no key/value cache to fill in training; then the last layer needs only those rows too
+                kwargs.setdefault("use_cache", False)
+                if self._lm_last_layer_takes_rows(kwargs):
+                    kwargs["instructblip_rows"] = kwargs["logits_to_keep"]
             outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
             loss = None
             if supervised is not None:  # logits: [supervised tokens, vocab], in label order
@@ -735,6 +953,24 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
 
         return InstructBlipForConditionalGenerationModelOutput(
             loss=loss, logits=outputs.logits, image_features=image_features, language_model_outputs=outputs
+        )
+
+    def _lm_last_layer_takes_rows(self, kwargs) -> bool:
+        """Whether the LLM's last layer can run at the supervised rows only (`_LlamaDecoderLayerAtRows`):
+        a Llama LLM with sdpa attention, no cache, and no per-layer outputs asked for."""
+        if kwargs.get("use_cache") or kwargs.get("past_key_values") is not None:
+            return False
+        if kwargs.get("output_attentions") or kwargs.get("output_hidden_states"):
+            return False
+        try:
+            layers = self.language_model.get_decoder().layers
+        except AttributeError:
+            return False
+        return (
+            type(layers[-1]) is _LlamaDecoderLayerAtRows
+            and self.language_model.config._attn_implementation == "sdpa"
+            and not layers[-1]._forward_hooks
+            and not layers[-1]._forward_pre_hooks
         )
 
     def _lm_keeps_logits(self) -> bool:
