@@ -11,7 +11,9 @@ Cases (targets from the [perf] issue, on a 2-core CPU):
 
 Memory is the bytes autograd saves for backward in a train step (unique storages, counted with
 saved-tensor hooks): deterministic, and it is what the fast paths change; parameters and
-gradients are the same on both sides.
+gradients are the same on both sides. Work is the train step's matmul, convolution and attention
+FLOPs (torch's FlopCounterMode), forward and backward: exact, so it shows what the fast paths save
+even when a shared machine makes the timings noisy (the stolen-CPU share is reported with them).
 """
 
 import argparse
@@ -191,7 +193,19 @@ def bench_train_step(sizes, repeats, batch=8):
     memory = Result("train step memory", "bytes saved for backward", target=1.0, unit="MB")
     memory.ours.append(saved_bytes(lambda: ours(**inputs).loss) / 2**20)
     memory.reference.append(saved_bytes(lambda: reference(**inputs).loss) / 2**20)
-    return [time_result, memory]
+    work = Result("train step work", "matmul/attention FLOPs, fwd+bwd (exact, noise-free)", unit="GFLOP")
+    for model, sink in ((ours, work.ours), (reference, work.reference)):
+        sink.append(step_flops(step(model)) / 1e9)
+    return [time_result, memory, work]
+
+
+def step_flops(fn) -> float:
+    """FLOPs of the matmuls, convolutions and attention that `fn` runs, forward and backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
 
 
 def bench_generate(sizes, repeats, new_tokens=30, batch=4):
@@ -302,7 +316,7 @@ def table(results) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        fmt = (lambda v: f"{v:.1f} MB") if r.unit == "MB" else (lambda v: f"{v * 1000:.1f} ms")
+        fmt = (lambda v: f"{v:.1f} {r.unit}") if r.unit != "s" else (lambda v: f"{v * 1000:.1f} ms")
         low, high = r.spread
         target = "-" if r.target is None else f"<= {r.target:.2f}"
         lines.append(
@@ -317,6 +331,16 @@ def machine() -> str:
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, Python {platform.python_version()}"
     )
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all, stolen) CPU ticks so far from /proc/stat (Linux): on a virtual machine, time the host gave
+    to other guests. Its share during the run says how far to trust the timings."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
 
 
 def main(argv=None):
@@ -336,19 +360,26 @@ def main(argv=None):
         "repeated": lambda: bench_repeated_prompts(sizes, repeats, rounds=3 if args.smoke else 8),
     }
     results = []
+    ticks_before = cpu_ticks()
     for name in args.cases.split(","):
         started = time.perf_counter()
         results.extend(cases[name]())
         print(f"[{name}] {time.perf_counter() - started:.0f} s", file=sys.stderr)
     text = table(results)
     print(text)
+    ticks_after = cpu_ticks()
+    stolen = ""
+    if ticks_before and ticks_after and ticks_after[0] > ticks_before[0]:
+        share = (ticks_after[1] - ticks_before[1]) / (ticks_after[0] - ticks_before[0])
+        stolen = f" (CPU time stolen by the host during the run: {share:.1%})"
+        print(f"stolen CPU time during the run: {share:.1%}", file=sys.stderr)
     if not args.smoke:
         config = "ViT 12x384 (224 px, patch 14), Q-Former 6x384, LLM 6x512 (Llama, vocab 32001; T5, vocab 32128), 32 queries"
         Path(args.output).write_text(
             "# Benchmarks\n\nOurs against transformers' `InstructBlipForConditionalGeneration` / "
             "`InstructBlipProcessor` on the same weights and inputs, timed alternately in one run "
             f"(median of {repeats} pairs; spread = min-max of the per-pair ratios). Produced by `make bench`.\n\n"
-            f"- machine: {machine()}\n- config: {config}\n\n{text}\n"
+            f"- machine: {machine()}{stolen}\n- config: {config}\n\n{text}\n"
         )
     return results
 
