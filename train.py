@@ -39,6 +39,7 @@ from training.data import (  # noqa: E402
 )
 from publish.model_card import write_model_card  # noqa: E402
 from publish import publish_model  # noqa: E402
+from training.feature_cache import VisionFeatureCache, dataset_images  # noqa: E402
 from training.report import LOSS_CURVE_FILENAME, plot_loss_curve  # noqa: E402
 from training.trainer import GenerationEval, InstructBlipTrainer  # noqa: E402
 
@@ -123,6 +124,14 @@ class DataArguments:
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "where the builders write their Arrow files"})
     record_errors: str = field(default="skip", metadata={"help": "bad raw records: skip (count) or fail"})
     image_check: str = field(default="header", metadata={"help": "build-time image check: none, exists, header, full"})
+    train_augmentation: bool = field(
+        default=True, metadata={"help": "the paper's RandomResizedCrop 0.5-1 + flip on training images (false: eval view)"}
+    )
+    vision_feature_cache: str | None = field(
+        default=None,
+        metadata={"help": "folder: compute the frozen vision tower's features once per image, train from them "
+                          "(needs train_augmentation false)"},
+    )
 
     def __post_init__(self):
         for name in ("data_dirs", "multipliers", "dataset_sizes"):
@@ -131,6 +140,11 @@ class DataArguments:
                 setattr(self, name, json.loads(value))
         if not self.data_dirs and not self.sample_corpus_dir:
             raise ValueError("give data_dirs ({name: folder}) or sample_corpus_dir")
+        if self.vision_feature_cache and self.train_augmentation:
+            raise ValueError(
+                "vision_feature_cache holds one view per image (the eval transform), so the paper's random "
+                "crop/flip cannot be applied: pass --train_augmentation false to train from cached features"
+            )
 
 
 @dataclass
@@ -238,6 +252,38 @@ def build_model(model_args, seed: int):
     return model, processor, parts
 
 
+def fill_feature_cache(folder, model, processor, datasets_to_cache, training_args):
+    """Open the vision feature cache at `folder` and compute what it lacks for the given record
+    datasets, each rank its share of the images on its device; returns (cache, report per dataset)."""
+    from accelerate import PartialState
+
+    cache = VisionFeatureCache(folder, model, processor)
+    frozen = model._frozen_vision_modules()
+    home = next(frozen[0].parameters()).device
+    for module in frozen:
+        module.to(training_args.device)
+    reports = []
+    for dataset in datasets_to_cache:
+        if dataset is None:
+            continue
+        images, total = dataset_images(dataset)
+        reports.append(cache.fill(
+            model, processor, images, batch_size=training_args.per_device_eval_batch_size,
+            rank=training_args.process_index, world_size=training_args.world_size,
+            device=training_args.device, total=total,
+        ))
+    for module in frozen:
+        module.to(home)
+    PartialState().wait_for_everyone()  # every rank's share is on disk before any rank reads
+    report = {key: sum(r[key] for r in reports) for key in ("computed", "cached", "repeats")}
+    report["unreadable"] = {}
+    for r in reports:
+        for reason, count in r["unreadable"].items():
+            report["unreadable"][reason] = report["unreadable"].get(reason, 0) + count
+    logger.info("vision feature cache %s: %s", folder, report)
+    return cache, report
+
+
 def main(argv=None):
     # -- arguments, logging -----------------------------------------------------------------------
     model_args, data_args, training_args = parse_args(argv)
@@ -300,6 +346,16 @@ def main(argv=None):
             model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_target_modules
         )
     model.generation_config = paper_generation_config(model.config.text_config)
+    feature_cache_report = None
+    if data_args.vision_feature_cache:
+        if model_args.train_vision_model:
+            raise ValueError("vision_feature_cache needs a frozen vision tower; train_vision_model trains it")
+        feature_cache, feature_cache_report = fill_feature_cache(
+            data_args.vision_feature_cache, model, processor, [mixture, validation], training_args
+        )
+        train_dataset.feature_cache = feature_cache
+        if eval_dataset is not None:
+            eval_dataset.feature_cache = feature_cache
     trainable, total = modeling.count_parameters(model)
     logger.info("%s parameters, %s trainable", f"{total:,}", f"{trainable:,}")
 
@@ -320,7 +376,7 @@ def main(argv=None):
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=InstructBlipCollator(processor, max_length=data_args.max_length),
+        data_collator=InstructBlipCollator(processor, max_length=data_args.max_length, augment=data_args.train_augmentation),
         processing_class=processor,
         generation_eval=generation_eval,
     )
@@ -348,6 +404,8 @@ def main(argv=None):
         modeling.remove_lora(model, merge=model_args.lora_merge)
     trainer.save_model(output_dir)  # weights, remote code, processor, generation config
     data_report = {"at build": build_reports, "during training": metrics["skipped_records"]}
+    if feature_cache_report is not None:
+        data_report["vision feature cache"] = feature_cache_report
     if training_args.should_save:
         with open(os.path.join(output_dir, "data_report.json"), "w") as f:  # every skipped record, by reason
             json.dump(data_report, f, indent=1)
@@ -363,6 +421,8 @@ def main(argv=None):
             "optimizer": f"AdamW betas ({training_args.adam_beta1}, {training_args.adam_beta2})",
             "weight decay": f"{training_args.weight_decay} (tensors with >= 2 dims only)",
             "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+            "image augmentation": "RandomResizedCrop 0.5-1 + horizontal flip" if data_args.train_augmentation
+            else "none" + (" (cached vision features)" if data_args.vision_feature_cache else ""),
             "trainable parameters": f"{trainable:,} of {total:,}",
             "seed": training_args.seed,
         }

@@ -737,6 +737,7 @@ class InstructBlipProcessor(ProcessorMixin):
         train: bool = False,
         generator: np.random.Generator | None = None,
         seed: int | None = None,
+        vision_features=None,
         **kwargs,
     ) -> BatchFeature:
         r"""
@@ -764,10 +765,12 @@ class InstructBlipProcessor(ProcessorMixin):
             instruction_max_length / target_max_length: override the processor's.
             add_special_tokens (`bool`): add the tokenizers' special tokens to the instruction.
             train / generator / seed: the image processor's train transform and its randomness.
+            vision_features: instead of `images`, each image's frozen vision-tower output ([tokens, hidden], e.g.
+                from a feature cache): the batch gets `vision_features` (stacked) in place of `pixel_values`.
         """
         if kwargs:
             raise TypeError(f"{type(self).__name__}.__call__ got unexpected keyword arguments {sorted(kwargs)}")
-        if images is None and text is None and videos is None:
+        if images is None and text is None and videos is None and vision_features is None:
             raise ValueError("You have to specify at least images, videos or text.")
         if images is not None and videos is not None:
             raise ValueError("pass images= or videos=, not both: a batch holds one kind of visual input")
@@ -780,7 +783,18 @@ class InstructBlipProcessor(ProcessorMixin):
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length")
 
+        if vision_features is not None and (images is not None or videos is not None):
+            raise ValueError("pass images=, videos= or vision_features=, not several: they are the same input")
         visual, num_visual, num_image_tokens = None, None, 0
+        if vision_features is not None:
+            vision_features = [torch.as_tensor(f) for f in vision_features]
+            shapes = {tuple(f.shape) for f in vision_features}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+                raise ValueError(
+                    "vision_features must be one [tokens, hidden] tensor per image, all the same shape; "
+                    f"got shapes {sorted(shapes)}"
+                )
+            num_visual, num_image_tokens = len(vision_features), self.num_query_tokens
         if images is not None:
             visual = self.image_processor.make_image_list(images)
             num_visual, num_image_tokens = len(visual), self.num_query_tokens
@@ -792,7 +806,7 @@ class InstructBlipProcessor(ProcessorMixin):
         if text is not None:
             text = self._as_text_list(text, "text")
             if num_visual is not None and num_visual != len(text):
-                kind = "images" if images is not None else "videos"
+                kind = "images" if images is not None or vision_features is not None else "videos"
                 raise ValueError(f"got {num_visual} {kind} and {len(text)} prompts: pass one {kind[:-1]} per prompt")
             if targets is not None:
                 targets = self._as_text_list(targets, "targets")
@@ -823,6 +837,8 @@ class InstructBlipProcessor(ProcessorMixin):
         elif targets is not None:
             raise ValueError("targets need prompts: pass text= as well")
 
+        if vision_features is not None:
+            data["vision_features"] = torch.stack(vision_features)
         if visual is not None:
             pixels = self.image_processor(
                 images=visual if images is not None else None,

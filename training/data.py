@@ -59,14 +59,22 @@ def open_image(image) -> PIL.Image.Image:
         return opened.copy()
 
 
-def prepare_sample(record: dict, seed: int, epoch: int, position: int, train: bool) -> dict:
-    """A record -> what the collator needs; a training sample gets a freshly drawn template.
-    Raises OSError/ValueError when the record's image cannot be read."""
+def prepare_sample(record: dict, seed: int, epoch: int, position: int, train: bool, feature_cache=None) -> dict:
+    """A record -> what the collator needs; a training sample gets a freshly drawn template. With a
+    `feature_cache` (training.feature_cache.VisionFeatureCache) the sample carries the image's frozen
+    tower features instead of the decoded image. Raises OSError/ValueError when the record's image
+    cannot be read (or was not cached: the fill pass could not read it either)."""
     draw = draw_seed(seed, epoch, position)
     if train:
         record = redraw_instruction(record, random.Random(draw))
+    if feature_cache is not None:
+        from .feature_cache import image_key
+
+        visual = {"vision_features": feature_cache.load(image_key(record["image"]))}
+    else:
+        visual = {"image": open_image(record["image"])}
     return {
-        "image": open_image(record["image"]),
+        **visual,
         "instruction": record["instruction"],
         "target": record["target"],
         "seed": draw,
@@ -89,12 +97,14 @@ class InstructionDataset(torch.utils.data.Dataset):
     epoch, the number of unreadable records.
     """
 
-    def __init__(self, dataset: datasets.Dataset, seed: int = 0, train: bool = True, max_skips: int = 100):
+    def __init__(self, dataset: datasets.Dataset, seed: int = 0, train: bool = True, max_skips: int = 100,
+                 feature_cache=None):
         self.dataset = _undecoded(dataset)
         self.seed = seed
         self.train = train
         self.epoch = 0
         self.max_skips = max_skips
+        self.feature_cache = feature_cache  # frozen-tower features instead of decoded images
 
     def set_epoch(self, epoch: int):
         self.epoch = int(epoch)
@@ -106,7 +116,10 @@ class InstructionDataset(torch.utils.data.Dataset):
         for offset in range(self.max_skips + 1):
             position = (index + offset) % len(self.dataset)
             try:
-                sample = prepare_sample(self.dataset[position], self.seed, self.epoch, index, train=self.train)
+                sample = prepare_sample(
+                    self.dataset[position], self.seed, self.epoch, index, train=self.train,
+                    feature_cache=self.feature_cache,
+                )
             except (OSError, ValueError, SyntaxError) as error:
                 logger.warning("record %d: %s (%s); using the next one", position, _skip_reason(error), error)
                 continue
@@ -125,12 +138,14 @@ class InstructionStream(torch.utils.data.IterableDataset):
     counted in the next sample's `skipped`.
     """
 
-    def __init__(self, dataset: datasets.IterableDataset, seed: int = 0, train: bool = True, read_batch: int = 64):
+    def __init__(self, dataset: datasets.IterableDataset, seed: int = 0, train: bool = True, read_batch: int = 64,
+                 feature_cache=None):
         self.dataset = _undecoded(dataset)
         self.seed = seed
         self.train = train
         self.epoch = 0
         self.read_batch = read_batch
+        self.feature_cache = feature_cache  # frozen-tower features instead of decoded images
 
     def set_epoch(self, epoch: int):
         self.epoch = int(epoch)
@@ -151,7 +166,9 @@ class InstructionStream(torch.utils.data.IterableDataset):
             if position % num_workers != worker_id:
                 continue
             try:
-                sample = prepare_sample(record, self.seed, self.epoch, position, train=self.train)
+                sample = prepare_sample(
+                    record, self.seed, self.epoch, position, train=self.train, feature_cache=self.feature_cache
+                )
             except (OSError, ValueError, SyntaxError) as error:
                 skipped += 1
                 logger.warning("stream position %d: %s (%s); dropped", position, _skip_reason(error), error)
@@ -169,19 +186,28 @@ class InstructBlipCollator:
     0.5-1 + flip), each drawn from its own seed: a sample's view does not depend on which worker,
     rank or batch it lands in, so 2 x 2 accumulated equals one batch of 4. Validation samples get
     the eval transform. The dataset marks which is which, so one collator serves both.
+    `augment=False` gives training samples the eval transform too. Samples that carry cached
+    `vision_features` (a feature-cached dataset) become batches with `vision_features` instead of
+    `pixel_values`.
     """
 
-    def __init__(self, processor, max_length: int | None = None):
+    def __init__(self, processor, max_length: int | None = None, augment: bool = True):
         if processor.is_encoder_decoder is None:
             raise ValueError("the processor must know its LLM kind: set processor.is_encoder_decoder")
         self.processor = processor
         self.max_length = max_length
+        self.augment = augment
 
     def __call__(self, samples: list[dict]) -> dict:
         train = all(s["train"] for s in samples)
-        images = [self.train_view(s["image"], s["seed"]) if train else s["image"] for s in samples]
+        if all("vision_features" in s for s in samples):
+            visual = {"vision_features": [s["vision_features"] for s in samples]}
+        else:
+            augment = train and self.augment
+            # train views are already cropped to size: the eval path only normalises them
+            visual = {"images": [self.train_view(s["image"], s["seed"]) if augment else s["image"] for s in samples]}
         batch = self.processor(
-            images=images,  # train views are already cropped to size: the eval path only normalises them
+            **visual,
             text=[s["instruction"] for s in samples],
             targets=[s["target"] for s in samples],
             max_length=self.max_length,
