@@ -1052,7 +1052,40 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         generation_config = generate_kwargs.pop("generation_config", None) or self.generation_config
         generation_config = copy.deepcopy(generation_config)
         model_kwargs = generation_config.update(**generate_kwargs)  # returns what is not a decoding setting
+        if self.config.use_decoder_only_language_model:
+            inputs = self._prompt_prefilled_once(inputs, generation_config, model_kwargs) or inputs
         return self.language_model.generate(**inputs, generation_config=generation_config, **model_kwargs)
+
+    def _prompt_prefilled_once(self, inputs, generation_config, model_kwargs):
+        """Beam search (and several samples per prompt) from a decoder-only LLM: transformers copies each
+        prompt to every beam before its first forward pass, so the prompt (visual tokens included), most
+        of the work for the paper's short answers, is computed `num_beams` times. Here the prompt but its
+        last token runs once per sample, its key/value cache is copied to the beams, and `generate`
+        continues from the last prompt token: the same positions, masks, sequences and scores.
+        Returns `generate`'s inputs, or None where this does not apply."""
+        copies = max(generation_config.num_beams or 1, generation_config.num_return_sequences or 1)
+        input_ids, attention_mask = inputs.get("input_ids"), inputs["attention_mask"]
+        if copies == 1 or input_ids is None or input_ids.shape[1] < 2 or model_kwargs.get("past_key_values") is not None:
+            return None
+        if generation_config.cache_implementation not in (None, "dynamic") or not self._lm_keeps_logits():
+            return None
+        if generation_config.output_hidden_states or generation_config.output_attentions:
+            return None
+        if bool((input_ids[:, -1] == self.config.image_token_index).any()):  # generate re-embeds the last token
+            return None
+        positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)  # as generate numbers them
+        prefix = self.language_model(
+            inputs_embeds=inputs["inputs_embeds"][:, :-1],
+            attention_mask=attention_mask[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = prefix.past_key_values
+        if not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        cache.batch_repeat_interleave(copies)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": cache}
 
     # -- candidate ranking -----------------------------------------------------------------------------
 

@@ -116,6 +116,38 @@ def test_generate_ids_identical_to_transformers(kind, decoding, reference_pair, 
     assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize(
+    "decoding",
+    [dict(num_beams=4), dict(num_beams=3, num_return_sequences=2), dict(do_sample=True, top_k=20, num_return_sequences=3)],
+    ids=["beam4", "beam3-return2", "sample-return3"],
+)
+def test_several_sequences_per_prompt_run_the_prompt_once(decoding, reference_pair, llm_tokenizers, bert_tokenizer):
+    """Beams and samples of a decoder-only LLM share one pass over each prompt (transformers runs it
+    per beam): the sequences stay transformers' own, token for token, left padding included."""
+    reference, ours, _ = reference_pair("llama")
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer)
+    assert not inputs["attention_mask"].all()  # left-padded
+    settings = dict(max_new_tokens=6, min_new_tokens=6, **decoding)
+    torch.manual_seed(0)
+    expected = reference.generate(**inputs, **settings)
+    widths = []
+    hook = ours.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(
+            next(tuple(v.shape[:2]) for k, v in kwargs.items() if k in ("inputs_embeds", "input_ids") and v is not None)
+        ),
+        with_kwargs=True,
+    )
+    try:
+        torch.manual_seed(0)
+        got = ours.generate(**inputs, **settings)
+    finally:
+        hook.remove()
+    assert torch.equal(got, expected)
+    prompt = inputs["input_ids"].shape
+    assert widths[0] == (prompt[0], prompt[1] - 1)  # the prompt but its last token, once per sample
+    assert all(width[1] == 1 for width in widths[1:])  # then one token per step for every beam
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_padded_batch_equals_each_sample_alone(kind, reference_pair, llm_tokenizers, bert_tokenizer):
     """Different prompt lengths in one batch (left-padded for the decoder-only LLM): every sample's
