@@ -6,6 +6,9 @@ utilisation (MFU), and with `--output` appends them to BENCHMARKS.md.
     python benchmarks/bench_gpu_train.py --steps 30 --batch_size 64 --output BENCHMARKS.md
     python benchmarks/bench_gpu_train.py --smoke        # tiny sizes on the CPU: checks the path runs
 
+`ours-cached` trains from precomputed vision features (train.py --vision_feature_cache, runs without
+image augmentation): the tower's forward is not in the step, so neither is it in its FLOPs.
+
 The paper trained 60K steps x 192 samples on 16 A100s in ~1.5 days; doing that on one H200 in 24 h
 needs >= 133 samples/s.
 
@@ -56,6 +59,20 @@ class SyntheticBatches(torch.utils.data.Dataset):
     def __getitem__(self, index):
         return self.samples[index]
 
+    def cache_vision_features(self, model, device, dtype, batch_size=32):
+        """Replace each sample's pixel_values by the frozen tower's output (what train.py's
+        --vision_feature_cache reads from disk), computed here on `device`."""
+        tower = model._frozen_vision_modules()
+        for module in tower:
+            module.to(device, dtype)
+        for start in range(0, len(self.samples), batch_size):
+            chunk = self.samples[start : start + batch_size]
+            pixels = torch.stack([s.pop("pixel_values") for s in chunk]).to(device, dtype)
+            with torch.inference_mode():
+                features = model.get_vision_features(pixels).cpu()
+            for sample, row in zip(chunk, features):
+                sample["vision_features"] = row.clone()
+
 
 class StepTimer(TrainerCallback):
     """Wall time of the steps after `warmup` (first steps include compilation and allocator growth)."""
@@ -75,13 +92,14 @@ class StepTimer(TrainerCallback):
             self.times.append(time.perf_counter() - self.start)
 
 
-def step_flops(model, batch_size, text_tokens=24 + 8, supervised=8) -> float:
-    """Matmul FLOPs of one training step (see the module docstring)."""
+def step_flops(model, batch_size, text_tokens=24 + 8, supervised=8, vision_tower=True) -> float:
+    """Matmul FLOPs of one training step (see the module docstring); `vision_tower=False`: from cached
+    features (no tower forward)."""
     config = model.config
     count = lambda module: sum(p.numel() for n, p in module.named_parameters() if "embed" not in n and "shared" not in n)  # noqa: E731
     vision_tokens = (config.vision_config.image_size // config.vision_config.patch_size) ** 2 + 1
     queries = config.num_query_tokens
-    vision = 2 * count(model.vision_model) * vision_tokens
+    vision = 2 * count(model.vision_model) * vision_tokens if vision_tower else 0
     qformer = 6 * count(model.qformer) * (queries + 24)
     head = model.language_model.get_output_embeddings().weight.numel()
     llm_body = count(model.language_model) - head
@@ -91,14 +109,18 @@ def step_flops(model, batch_size, text_tokens=24 + 8, supervised=8) -> float:
 
 def run(which, sizes, args):
     ours, reference = bench_model.build_pair(args.llm, sizes, num_query_tokens=32)
-    if which == "ours":
+    if which in ("ours", "ours-cached"):
         model = ours.freeze_for_instruction_tuning()
         del reference
-    else:
+    elif which == "reference":
         model = bench_model.freeze_like_the_paper(reference)
         del ours
+    else:
+        raise ValueError(f"--models: ours, ours-cached or reference, got {which!r}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dataset = SyntheticBatches(model.config, sizes["vision"]["image_size"], args.batch_size * 4)
+    if which == "ours-cached":  # train.py --vision_feature_cache: the tower ran once, before training
+        dataset.cache_vision_features(model, device, torch.bfloat16 if device == "cuda" else torch.float32)
     timer = StepTimer(args.warmup)
     training_args = TrainingArguments(
         output_dir=str(Path(args.scratch) / which),
@@ -124,7 +146,7 @@ def run(which, sizes, args):
     trainer.train()
     seconds = sum(timer.times) / max(1, len(timer.times))
     samples_per_second = args.batch_size / seconds
-    flops = step_flops(model, args.batch_size) / seconds
+    flops = step_flops(model, args.batch_size, vision_tower=which != "ours-cached") / seconds
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if device == "cuda" and k in torch.cuda.get_device_name()), None)
     return {
         "model": which,
@@ -144,7 +166,8 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--checkpointing", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--models", default="ours,reference")
+    parser.add_argument("--models", default="ours,reference,ours-cached",
+                        help="ours, reference, ours-cached (from precomputed vision features, no augmentation)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps, any device")
     parser.add_argument("--scratch", default="/tmp/instructblip-gpu-bench")
     parser.add_argument("--output", help="append the table to this markdown file (e.g. BENCHMARKS.md)")

@@ -30,6 +30,6 @@ def test_gpu_training_benchmark_runs_on_cpu_at_smoke_size(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     results = bench.main(["--smoke", "--scratch", str(tmp_path), "--output", str(tmp_path / "B.md")])
-    assert [r["model"] for r in results] == ["ours", "reference"]
+    assert [r["model"] for r in results] == ["ours", "reference", "ours-cached"]
     assert all(r["samples/s"] > 0 and r["TFLOP/s"] > 0 for r in results)
     assert "| ours |" in (tmp_path / "B.md").read_text()
