@@ -127,6 +127,10 @@ class DataArguments:
     train_augmentation: bool = field(
         default=True, metadata={"help": "the paper's RandomResizedCrop 0.5-1 + flip on training images (false: eval view)"}
     )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "decoder-only LLM: each batch's samples in one row without padding (position_ids restart)"},
+    )
     vision_feature_cache: str | None = field(
         default=None,
         metadata={"help": "folder: compute the frozen vision tower's features once per image, train from them "
@@ -376,7 +380,9 @@ def main(argv=None):
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=InstructBlipCollator(processor, max_length=data_args.max_length, augment=data_args.train_augmentation),
+        data_collator=InstructBlipCollator(
+            processor, max_length=data_args.max_length, augment=data_args.train_augmentation, pack=data_args.packing
+        ),
         processing_class=processor,
         generation_eval=generation_eval,
     )

@@ -867,7 +867,14 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             )
             mask = (inputs_embeds == image_embedding).all(-1)
         found, expected = mask.sum(-1), language_model_inputs.shape[1]
-        if not bool((found == expected).all()):
+        if mask.shape[0] != language_model_inputs.shape[0]:  # packed rows: the samples' placeholders in order
+            if int(found.sum()) != expected * language_model_inputs.shape[0]:
+                raise ValueError(
+                    f"{mask.shape[0]} packed row(s) for {language_model_inputs.shape[0]} samples need "
+                    f"{expected * language_model_inputs.shape[0]} `<image>` placeholder tokens, found "
+                    f"{int(found.sum())}; pack batches with InstructBlipCollator(pack=True)"
+                )
+        elif not bool((found == expected).all()):
             raise ValueError(
                 f"Each sample needs {expected} `<image>` placeholder tokens (num_query_tokens x frames) in "
                 f"input_ids, found {found.tolist()}; build inputs with the processor, passing the same images"
@@ -902,6 +909,9 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             inside; encoder-decoder: [batch, target_len] decoder targets.
         num_items_in_batch: supervised tokens across the whole (accumulated) batch; the loss is then
             a sum over this batch divided by it, so gradient accumulation weighs every token equally.
+        Packed batches (decoder-only): `input_ids` / `labels` of shape [rows, tokens] holding several
+            samples per row without padding, `position_ids` restarting at 0 for each sample and no
+            `attention_mask`; the images stay one per sample, in the order the samples appear.
 
         In training mode with `labels`, a decoder-only LLM computes logits only at the supervised
         positions: `logits` is then [supervised tokens, vocab] in label order (pass
@@ -911,11 +921,23 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features, num_frames=num_frames
         )
         inputs_embeds = self._merge_visual_tokens(input_ids, inputs_embeds, image_features.language_model_inputs)
-        if attention_mask is None:
+        packed = inputs_embeds.shape[0] != image_features.language_model_inputs.shape[0]
+        if packed:
+            # several samples per row, no padding: the LLM keeps them apart by position_ids restarting at
+            # each sample, which transformers reads only when no 2D attention mask is given
+            if not self.config.use_decoder_only_language_model or kwargs.get("position_ids") is None:
+                raise ValueError(
+                    "input_ids has fewer rows than there are images: packed samples need a decoder-only LLM and "
+                    "position_ids that restart at each sample (InstructBlipCollator(pack=True) builds them)"
+                )
+            if attention_mask is not None and not bool(attention_mask.all()):
+                raise ValueError("packed rows hold no padding: pass attention_mask=None (or all ones)")
+            attention_mask = None
+        elif attention_mask is None:
             attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
 
         if self.config.use_decoder_only_language_model:
-            if kwargs.get("position_ids") is None and not bool(attention_mask.all()):
+            if kwargs.get("position_ids") is None and attention_mask is not None and not bool(attention_mask.all()):
                 # positions count real tokens only, so a left-padded prompt ([IMG..][PAD..][BOS] prompt)
                 # is read as if unpadded; without this the LLM would number the pads too
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

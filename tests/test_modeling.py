@@ -623,6 +623,38 @@ def test_last_layer_fast_path_survives_copies_and_reloads(reference_pair, llm_to
     torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_rows_give_the_padded_batchs_loss_and_gradients(attention, llm_tokenizers, bert_tokenizer):
+    """Samples packed into one row without padding (position_ids restarting per sample, no mask) train
+    exactly as the right-padded batch: same loss, same gradients; the LLM keeps the samples apart."""
+    from training.data import pack_batch
+
+    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
+    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
+    config._attn_implementation = attention
+    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
+    prompts = PROMPTS + ["Describe the picture in a few words, please."]
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, prompts=prompts, padding_side="right")
+    inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
+    packed = pack_batch(dict(inputs))
+    assert packed["input_ids"].shape == (1, int(inputs["attention_mask"].sum())) and "attention_mask" not in packed
+
+    def run(batch_inputs):
+        model.zero_grad()
+        out = model(**batch_inputs)
+        out.loss.backward()
+        return out.loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    padded_loss, padded_grads = run(inputs)
+    packed_loss, packed_grads = run(packed)
+    torch.testing.assert_close(packed_loss, padded_loss, atol=1e-5, rtol=0)
+    for name in padded_grads:
+        torch.testing.assert_close(packed_grads[name], padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+    # without restarting positions the samples would see each other: refused, not silently mixed
+    with pytest.raises(ValueError, match="position_ids that restart"):
+        model(**{k: v for k, v in packed.items() if k != "position_ids"})
+
+
 def test_loads_a_transformers_v4_era_config(reference_pair, llm_tokenizers, bert_tokenizer, tmp_path):
     """The Salesforce/instructblip-* repos were written by transformers 4.3x: legacy keys (torch_dtype,
     use_decoder_only_language_model, sub-config architectures/torch_dtype, ...) must load as well."""

@@ -191,12 +191,15 @@ class InstructBlipCollator:
     `pixel_values`.
     """
 
-    def __init__(self, processor, max_length: int | None = None, augment: bool = True):
+    def __init__(self, processor, max_length: int | None = None, augment: bool = True, pack: bool = False):
         if processor.is_encoder_decoder is None:
             raise ValueError("the processor must know its LLM kind: set processor.is_encoder_decoder")
+        if pack and processor.is_encoder_decoder:
+            raise ValueError("packing concatenates samples for a decoder-only LLM; this processor is for an encoder-decoder one")
         self.processor = processor
         self.max_length = max_length
         self.augment = augment
+        self.pack = pack
 
     def __call__(self, samples: list[dict]) -> dict:
         train = all(s["train"] for s in samples)
@@ -214,6 +217,8 @@ class InstructBlipCollator:
             return_tensors="pt",
         )
         batch = dict(batch)
+        if self.pack:
+            batch = pack_batch(batch)
         batch["num_skipped_records"] = torch.tensor([s["skipped"] for s in samples], dtype=torch.long)
         return batch
 
@@ -228,6 +233,24 @@ class InstructBlipCollator:
         flip = bool(rng.random() < image_processor.train_flip_prob)
         size = (image_processor.size["height"], image_processor.size["width"])
         return image_processor.train_transform(rgb, size, image_processor.resample, box, flip)
+
+
+def pack_batch(batch: dict) -> dict:
+    """A padded decoder-only batch -> one row holding every sample's real tokens back to back, with
+    `position_ids` restarting at 0 for each sample and no attention mask: the LLM computes no padding,
+    and transformers keeps the samples apart (block-diagonal causal attention, or varlen flash
+    attention). The first label of every sample is -100 (its first token is an image placeholder),
+    so no sample is trained to predict the next one's start. Images and Q-Former inputs stay per sample."""
+    real = batch.pop("attention_mask").bool()
+    lengths = real.sum(1)
+    packed = dict(batch)
+    packed["input_ids"] = batch["input_ids"][real][None]
+    if "labels" in batch:
+        if bool((batch["labels"][:, :1] != -100).any()):
+            raise ValueError("packing needs each sample's first label to be -100 (unsupervised)")
+        packed["labels"] = batch["labels"][real][None]
+    packed["position_ids"] = torch.cat([torch.arange(int(n)) for n in lengths])[None]
+    return packed
 
 
 # ---------------------------------------------------------------------------------------------

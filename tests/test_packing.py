@@ -1,0 +1,63 @@
+"""Packed training batches (train.py --packing, decoder-only): the collator's rows and a whole run
+against the padded one."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
+from training import modeling  # noqa: E402
+from training.data import InstructBlipCollator, pack_batch  # noqa: E402
+
+
+def test_pack_batch_concatenates_the_real_tokens_and_restarts_positions():
+    batch = {
+        "input_ids": torch.tensor([[7, 7, 5, 6, 2, 0], [7, 7, 9, 2, 0, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]]),
+        "labels": torch.tensor([[-100, -100, -100, 6, 2, -100], [-100, -100, 9, 2, -100, -100]]),
+        "pixel_values": torch.zeros(2, 3, 4, 4),
+    }
+    packed = pack_batch(dict(batch))
+    assert packed["input_ids"].tolist() == [[7, 7, 5, 6, 2, 7, 7, 9, 2]]
+    assert packed["labels"].tolist() == [[-100, -100, -100, 6, 2, -100, -100, 9, 2]]
+    assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3]]
+    assert "attention_mask" not in packed and packed["pixel_values"].shape[0] == 2
+    with pytest.raises(ValueError, match="first label"):
+        pack_batch(dict(batch, labels=torch.tensor([[1, -100, -100, 6, 2, -100], [-100] * 6])))
+    _, processor = modeling.build_tiny("t5", seed=0)
+    with pytest.raises(ValueError, match="decoder-only"):
+        InstructBlipCollator(processor, pack=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    dirs = write_sample_corpus(str(root / "raw"), num_images=24)
+    return {"data_dirs": {n: f for n, f in dirs.items() if n != "gqa"}, "cache": str(root / "cache")}
+
+
+def test_a_packed_run_trains_to_the_padded_runs_weights(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.test_train import NO_DROPOUT, small_run_args, train_script
+
+    checkpoint = tmp_path / "start"
+    model, processor = modeling.build_tiny("llama", seed=0, config_overrides=NO_DROPOUT)
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    weights = {}
+    for name, extra in {"padded": {}, "packed": {"packing": "true"}}.items():
+        output = tmp_path / name
+        train_script.main(small_run_args(corpus, output, checkpoint=str(checkpoint), save_strategy="no", **extra))
+        weights[name] = load_file(str(output / "model.safetensors"))
+    start = load_file(str(checkpoint / "model.safetensors"))
+    moved = 0
+    for name, tensor in weights["padded"].items():
+        torch.testing.assert_close(weights["packed"][name], tensor, atol=2e-5, rtol=1e-4, msg=name)
+        moved += not torch.equal(tensor, start[name])
+    assert moved > 10
