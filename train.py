@@ -258,7 +258,7 @@ def build_model(model_args, seed: int):
 
 def fill_feature_cache(folder, model, processor, datasets_to_cache, training_args):
     """Open the vision feature cache at `folder` and compute what it lacks for the given record
-    datasets, each rank its share of the images on its device; returns (cache, report per dataset)."""
+    datasets, each rank its share of the images on its device; returns (cache, this rank's counts)."""
     from accelerate import PartialState
 
     cache = VisionFeatureCache(folder, model, processor)

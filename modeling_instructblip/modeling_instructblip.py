@@ -285,7 +285,7 @@ class InstructBlipQFormerMultiHeadAttention(nn.Module):
     def forward(self, hidden_states, key_value_states, attention_mask=None, projected_key=None, projected_value=None):
         """Queries from `hidden_states` [batch, q_len, hidden], keys/values from `key_value_states`, or
         `projected_key` / `projected_value` ([batch, kv_len, hidden]) when the key/value projections of
-        `key_value_states` were already computed (see `_project_image_keys_values`)."""
+        `key_value_states` were already computed (see `_normed_image_features`)."""
         batch_size, q_len, _ = hidden_states.shape
         if projected_key is None:
             projected_key, projected_value = self.key(key_value_states), self.value(key_value_states)

@@ -188,7 +188,7 @@ class InstructBlipCollator:
     the eval transform. The dataset marks which is which, so one collator serves both.
     `augment=False` gives training samples the eval transform too. Samples that carry cached
     `vision_features` (a feature-cached dataset) become batches with `vision_features` instead of
-    `pixel_values`.
+    `pixel_values`. `pack=True` (decoder-only) returns `pack_batch`'s one-row batches.
     """
 
     def __init__(self, processor, max_length: int | None = None, augment: bool = True, pack: bool = False):
