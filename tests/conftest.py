@@ -70,3 +70,13 @@ def reference_pair(llm_tokenizers, tmp_path_factory):
         return cache[kind]
 
     return build
+
+
+@pytest.fixture(scope="module")
+def held_in_corpus(tmp_path_factory):
+    """The bundled sample corpus (24 images, its held-in datasets) and a builder cache, per test module."""
+    from dataset_builders.sample_data import write_sample_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    dirs = write_sample_corpus(str(root / "raw"), num_images=24)
+    return {"data_dirs": {name: folder for name, folder in dirs.items() if name != "gqa"}, "cache": str(root / "cache")}

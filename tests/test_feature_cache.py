@@ -17,7 +17,6 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import NO_IMAGE, UNREADABLE_IMAGE, InstructBlipCollator, InstructionDataset, open_image  # noqa: E402
 from training.feature_cache import INFO_FILENAME, VisionFeatureCache, image_key  # noqa: E402
@@ -117,14 +116,7 @@ def test_processor_and_collator_take_cached_features_in_place_of_images(tiny, tm
         processor(vision_features=[torch.zeros(2, 3), torch.zeros(3, 3)], text=["a", "b"])
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    dirs = write_sample_corpus(str(root / "raw"), num_images=24)
-    return {"data_dirs": {n: f for n, f in dirs.items() if n != "gqa"}, "cache": str(root / "cache")}
-
-
-def test_a_run_from_cached_features_trains_to_the_run_from_images(corpus, tmp_path):
+def test_a_run_from_cached_features_trains_to_the_run_from_images(held_in_corpus, tmp_path):
     """train.py --vision_feature_cache (no augmentation) ends with the weights of the same run that
     decodes images and runs the frozen tower every step; the card and data report say so."""
     from safetensors.torch import load_file
@@ -139,7 +131,7 @@ def test_a_run_from_cached_features_trains_to_the_run_from_images(corpus, tmp_pa
     for name, extra in {"images": {}, "cached": {"vision_feature_cache": str(tmp_path / "features")}}.items():
         output = tmp_path / name
         runs[name] = train_script.main(small_run_args(
-            corpus, output, checkpoint=str(checkpoint), train_augmentation="false", save_strategy="no", **extra
+            held_in_corpus, output, checkpoint=str(checkpoint), train_augmentation="false", save_strategy="no", **extra
         ))
         runs[name]["weights"] = load_file(str(output / "model.safetensors"))
     report = runs["cached"]["data"]["vision feature cache"]
@@ -154,4 +146,4 @@ def test_a_run_from_cached_features_trains_to_the_run_from_images(corpus, tmp_pa
     assert "cached vision features" in (tmp_path / "cached" / "README.md").read_text()
 
     with pytest.raises(ValueError, match="train_augmentation false"):
-        train_script.parse_args(small_run_args(corpus, tmp_path / "x", vision_feature_cache=str(tmp_path / "f")))
+        train_script.parse_args(small_run_args(held_in_corpus, tmp_path / "x", vision_feature_cache=str(tmp_path / "f")))

@@ -10,7 +10,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import InstructBlipCollator, pack_batch  # noqa: E402
 
@@ -34,14 +33,7 @@ def test_pack_batch_concatenates_the_real_tokens_and_restarts_positions():
         InstructBlipCollator(processor, pack=True)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    dirs = write_sample_corpus(str(root / "raw"), num_images=24)
-    return {"data_dirs": {n: f for n, f in dirs.items() if n != "gqa"}, "cache": str(root / "cache")}
-
-
-def test_a_packed_run_trains_to_the_padded_runs_weights(corpus, tmp_path):
+def test_a_packed_run_trains_to_the_padded_runs_weights(held_in_corpus, tmp_path):
     from safetensors.torch import load_file
 
     from tests.test_train import NO_DROPOUT, small_run_args, train_script
@@ -53,7 +45,7 @@ def test_a_packed_run_trains_to_the_padded_runs_weights(corpus, tmp_path):
     weights = {}
     for name, extra in {"padded": {}, "packed": {"packing": "true"}}.items():
         output = tmp_path / name
-        train_script.main(small_run_args(corpus, output, checkpoint=str(checkpoint), save_strategy="no", **extra))
+        train_script.main(small_run_args(held_in_corpus, output, checkpoint=str(checkpoint), save_strategy="no", **extra))
         weights[name] = load_file(str(output / "model.safetensors"))
     start = load_file(str(checkpoint / "model.safetensors"))
     moved = 0
