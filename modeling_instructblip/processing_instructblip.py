@@ -427,14 +427,28 @@ class InstructBlipImageProcessor(BaseImageProcessor):
         array = np.asarray(image.crop(box).resize((width, height), resample=resample))
         return array[:, ::-1] if flip else array
 
-    def normalize_batch(self, pixels: np.ndarray, rescale_factor: float, image_mean, image_std) -> np.ndarray:
-        """uint8 [..., H, W, 3] -> float32 [..., 3, H, W], (x * rescale_factor - mean) / std in one pass."""
+    @staticmethod
+    def normalization(rescale_factor: float, image_mean, image_std) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, offset) per channel, float32: (x * rescale_factor - mean) / std == x * scale + offset."""
         mean, std = np.asarray(image_mean, dtype=np.float64), np.asarray(image_std, dtype=np.float64)
-        scale, offset = (rescale_factor / std).astype(np.float32), (-mean / std).astype(np.float32)
-        out = pixels.astype(np.float32)
-        out *= scale
-        out += offset
-        return np.ascontiguousarray(np.moveaxis(out, -1, -3))
+        return (rescale_factor / std).astype(np.float32), (-mean / std).astype(np.float32)
+
+    @staticmethod
+    def normalize_into(pixels: np.ndarray, out: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> None:
+        """uint8 [H, W, 3] -> `out`, float32 [3, H, W]: x * scale + offset per channel, written in place
+        (numpy releases the GIL here, so images normalise in parallel on the thread pool)."""
+        for channel in range(3):
+            np.multiply(pixels[..., channel], scale[channel], out=out[channel], dtype=np.float32)
+            out[channel] += offset[channel]
+
+    def normalize_batch(self, pixels: np.ndarray, rescale_factor: float, image_mean, image_std) -> np.ndarray:
+        """uint8 [..., H, W, 3] -> float32 [..., 3, H, W], (x * rescale_factor - mean) / std."""
+        scale, offset = self.normalization(rescale_factor, image_mean, image_std)
+        flat = pixels.reshape(-1, *pixels.shape[-3:])
+        out = np.empty((flat.shape[0], 3, *pixels.shape[-3:-1]), dtype=np.float32)
+        for pixel, target in zip(flat, out):
+            self.normalize_into(pixel, target, scale, offset)
+        return out.reshape(*pixels.shape[:-3], 3, *pixels.shape[-3:-1])
 
     def preprocess(
         self,
@@ -487,12 +501,14 @@ class InstructBlipImageProcessor(BaseImageProcessor):
             samples = [[image] for image in self.make_image_list(images)]
             names = [[f"images[{i}]"] for i in range(len(samples))]
 
-        pixels = np.empty((len(samples), len(samples[0]), size[0], size[1], 3), dtype=np.uint8)
+        scale, offset = self.normalization(rescale_factor, image_mean, image_std)
+        pixel_values = np.empty((len(samples), len(samples[0]), 3, size[0], size[1]), dtype=np.float32)
         if not train:
-            # decoding and resizing run in PIL's C code with the GIL released: spread them over threads
+            # decoding, resizing (PIL's C code) and normalising (numpy) release the GIL: spread them over threads
             def eval_one(item):
                 i, t, frame = item
-                pixels[i, t] = self.eval_transform(to_rgb_image(frame, input_data_format, names[i][t]), size, resample)
+                rgb = self.eval_transform(to_rgb_image(frame, input_data_format, names[i][t]), size, resample)
+                self.normalize_into(rgb, pixel_values[i, t], scale, offset)
 
             _map_in_threads(eval_one, [(i, t, f) for i, frames in enumerate(samples) for t, f in enumerate(frames)])
             samples = []
@@ -503,9 +519,9 @@ class InstructBlipImageProcessor(BaseImageProcessor):
                 if rgb.size not in params:
                     box = random_resized_crop_box(rgb.width, rgb.height, self.train_scale, self.train_ratio, rng)
                     params[rgb.size] = (box, bool(rng.random() < self.train_flip_prob))
-                pixels[i, t] = self.train_transform(rgb, size, resample, *params[rgb.size])
+                view = self.train_transform(rgb, size, resample, *params[rgb.size])
+                self.normalize_into(view, pixel_values[i, t], scale, offset)
 
-        pixel_values = self.normalize_batch(pixels, rescale_factor, image_mean, image_std)
         if videos is None:
             pixel_values = pixel_values[:, 0]
         return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
