@@ -549,6 +549,43 @@ def test_norm_then_project_gradients_are_autograds():
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
 
 
+def test_fused_layernorm_gradients_under_bf16_autocast(llm_tokenizers, bert_tokenizer, monkeypatch):
+    """The GPU recipe: frozen towers in bf16, bf16 autocast. The fused LayerNorm + key/value path runs
+    (bf16 image features, float32 LayerNorm) and its gradients stay within bf16 error of float32's,
+    no further than autograd's own bf16 gradients are."""
+    from modeling_instructblip import modeling_instructblip as implementation
+
+    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
+    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
+    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, padding_side="right")
+    inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
+    names = ["vision_model.post_layernorm.weight", "vision_model.post_layernorm.bias",
+             "qformer.encoder.layer.0.crossattention.attention.key.weight",
+             "qformer.encoder.layer.0.crossattention.attention.value.weight"]
+
+    def grads(autocast):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            model(**inputs).loss.backward()
+        return {n: dict(model.named_parameters())[n].grad.float().clone() for n in names}
+
+    exact = grads(autocast=False)
+    for module in (model.vision_model.embeddings, model.vision_model.encoder, model.language_model):
+        module.to(torch.bfloat16)
+    ran = []
+    fused = implementation._NormThenProject.apply
+    monkeypatch.setattr(implementation._NormThenProject, "apply", lambda *a: ran.append(1) or fused(*a))
+    fast = grads(autocast=True)
+    assert ran
+    monkeypatch.setattr(InstructBlipForConditionalGeneration, "_normed_image_features",
+                        lambda self, f: (self._trainable_vision_norm()(f), None))
+    plain = grads(autocast=True)
+    for name in names:
+        error = lambda g: float((g - exact[name]).norm() / exact[name].norm())  # noqa: E731
+        assert error(fast[name]) < 0.05 and error(fast[name]) <= 2 * error(plain[name]) + 1e-3, (name, error(fast[name]), error(plain[name]))
+
+
 @pytest.mark.parametrize("padding_side", ["left", "right", "unpadded"])
 def test_training_fast_paths_give_the_plain_gradients(padding_side, llm_tokenizers, bert_tokenizer, monkeypatch):
     """The two training fast paths (the post-ViT LayerNorm fused with the Q-Former's image key/value
