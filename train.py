@@ -375,6 +375,11 @@ def main(argv=None):
     # -- Trainer ------------------------------------------------------------------------------------
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # the finished folder is uploaded once, below, card included
+    if data_args.packing and data_args.streaming:
+        # accelerate would read a streamed batch once and slice every tensor along input_ids' first
+        # dimension, which for packed rows is not the sample dimension: let each rank collate its share
+        # (every rank then reads the whole stream and keeps its samples)
+        training_args.accelerator_config.dispatch_batches = False
     trainer = InstructBlipTrainer(
         model=model,
         args=training_args,

@@ -53,3 +53,19 @@ def test_a_packed_run_trains_to_the_padded_runs_weights(held_in_corpus, tmp_path
         torch.testing.assert_close(weights["packed"][name], tensor, atol=2e-5, rtol=1e-4, msg=name)
         moved += not torch.equal(tensor, start[name])
     assert moved > 10
+
+
+def test_packing_with_streaming_and_cached_features(held_in_corpus, tmp_path):
+    """The three data paths together: a streamed mixture, cached vision features, packed batches
+    (accelerate must not slice packed batches along input_ids' rows)."""
+    import json
+
+    from tests.test_train import small_run_args, train_script
+
+    results = train_script.main(small_run_args(
+        held_in_corpus, tmp_path / "out", streaming="true", max_steps=3, save_strategy="no", packing="true",
+        dataset_sizes=json.dumps({"coco_caption": 120, "vqav2": 80, "vqav2_qg": 80}), train_augmentation="false",
+        vision_feature_cache=str(tmp_path / "features"),
+    ))
+    assert results["data"]["vision feature cache"]["computed"] > 0
+    assert results["train"]["train_loss"] > 0 and results["train"]["skipped_records"] == 0
