@@ -47,6 +47,7 @@ test-fast: $(STAMP)
 # Speed and memory against transformers' InstructBLIP, timed alternately; writes BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_data_loading.py --output BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_dataset_build.py
 
 clean:

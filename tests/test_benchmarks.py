@@ -33,3 +33,17 @@ def test_gpu_training_benchmark_runs_on_cpu_at_smoke_size(tmp_path):
     assert [r["model"] for r in results] == ["ours", "reference", "ours-cached"]
     assert all(r["samples/s"] > 0 and r["TFLOP/s"] > 0 for r in results)
     assert "| ours |" in (tmp_path / "B.md").read_text()
+
+
+def test_data_loading_benchmark_runs_at_smoke_size(tmp_path):
+    """The data-pipeline benchmark (real builder, dataset, workers and collator; images and cached
+    features) runs and writes its table."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_data_loading.py"
+    spec = importlib.util.spec_from_file_location("bench_data_loading", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    output = tmp_path / "B.md"
+    rows = bench.main(["--images", "4", "--batches", "2", "--batch_size", "4", "--workers", "0", "--output", str(output)])
+    assert [row[0] for row in rows] == ["images, paper's train transform", "cached vision features"]
+    assert all(row[2] > 0 for row in rows)
+    assert "## Data loading" in output.read_text()
