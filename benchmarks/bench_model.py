@@ -19,6 +19,7 @@ even when a shared machine makes the timings noisy (the stolen-CPU share is repo
 import argparse
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -380,14 +381,23 @@ def main(argv=None):
         print(f"stolen CPU time during the run: {share:.1%}", file=sys.stderr)
     if not args.smoke:
         config = "ViT 12x384 (224 px, patch 14), Q-Former 6x384, LLM 6x512 (Llama, vocab 32001; T5, vocab 32128), 32 queries"
-        Path(args.output).write_text(
+        output = Path(args.output)
+        kept = gpu_sections(output.read_text()) if output.exists() else ""
+        output.write_text(
             "# Benchmarks\n\nOurs against transformers' `InstructBlipForConditionalGeneration` / "
             "`InstructBlipProcessor` on the same weights and inputs, timed alternately in one run "
             f"({repeats} pairs, each back to back; the ratio is the median of the per-pair ratios, the spread their "
             "min-max; the times are the medians per side). Produced by `make bench`.\n\n"
-            f"- machine: {machine()}{stolen}\n- config: {config}\n\n{text}\n"
+            f"- machine: {machine()}{stolen}\n- config: {config}\n\n{text}\n{kept}"
         )
     return results
+
+
+def gpu_sections(markdown: str) -> str:
+    """The `## Training throughput on <GPU>` sections bench_gpu_train.py appended: measured on a lent
+    GPU, they cannot be re-measured by a CPU `make bench`, so rewriting the file keeps them."""
+    sections = re.split(r"(?m)^(?=## )", markdown)
+    return "".join("\n" + section.strip("\n") + "\n" for section in sections if section.startswith("## Training throughput on"))
 
 
 if __name__ == "__main__":

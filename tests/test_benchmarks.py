@@ -47,3 +47,16 @@ def test_data_loading_benchmark_runs_at_smoke_size(tmp_path):
     assert [row[0] for row in rows] == ["images, paper's train transform", "cached vision features"]
     assert all(row[2] > 0 for row in rows)
     assert "## Data loading" in output.read_text()
+
+
+def test_make_bench_keeps_recorded_gpu_figures():
+    """`make bench` rewrites BENCHMARKS.md; GPU sections (from a lent GPU) survive, CPU ones do not."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_model.py"
+    spec = importlib.util.spec_from_file_location("bench_model", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    old = ("# Benchmarks\n\n| case |\n\n## Data loading\n\nrows\n\n## Training throughput on NVIDIA H200\n\n"
+           "`cmd`\n\n| ours | 140 |\n\n## Data loading\n\nmore\n")
+    kept = bench.gpu_sections(old)
+    assert kept == "\n## Training throughput on NVIDIA H200\n\n`cmd`\n\n| ours | 140 |\n"
+    assert bench.gpu_sections("# Benchmarks\n\n| case |\n") == ""
