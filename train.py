@@ -257,34 +257,28 @@ def build_model(model_args, seed: int):
 
 
 def fill_feature_cache(folder, model, processor, datasets_to_cache, training_args):
-    """Open the vision feature cache at `folder` and compute what it lacks for the given record
-    datasets, each rank its share of the images on its device; returns (cache, this rank's counts)."""
+    """Open the vision feature cache at `folder` and compute what it lacks for the images of the given
+    record datasets (None skipped), each rank its share on its device; returns (cache, this rank's counts)."""
+    import itertools
+
     from accelerate import PartialState
 
     cache = VisionFeatureCache(folder, model, processor)
+    sources = [dataset_images(dataset) for dataset in datasets_to_cache if dataset is not None]
+    totals = [total for _, total in sources]
     frozen = model._frozen_vision_modules()
     home = next(frozen[0].parameters()).device
     for module in frozen:
         module.to(training_args.device)
-    reports = []
-    for dataset in datasets_to_cache:
-        if dataset is None:
-            continue
-        images, total = dataset_images(dataset)
-        reports.append(cache.fill(
-            model, processor, images, batch_size=training_args.per_device_eval_batch_size,
-            rank=training_args.process_index, world_size=training_args.world_size,
-            device=training_args.device, total=total,
-        ))
+    report = cache.fill(
+        model, processor, itertools.chain.from_iterable(images for images, _ in sources),
+        batch_size=training_args.per_device_eval_batch_size, rank=training_args.process_index,
+        world_size=training_args.world_size, device=training_args.device,
+        total=None if None in totals else sum(totals),
+    )
     for module in frozen:
         module.to(home)
     PartialState().wait_for_everyone()  # every rank's share is on disk before any rank reads
-    report = {key: sum(r[key] for r in reports) for key in ("computed", "cached", "repeats")}
-    report["unreadable"] = {}
-    for r in reports:
-        for reason, count in r["unreadable"].items():
-            report["unreadable"][reason] = report["unreadable"].get(reason, 0) + count
-    logger.info("vision feature cache %s: %s", folder, report)
     return cache, report
 
 

@@ -147,9 +147,11 @@ def read_finished_rows(task_dir: str) -> dict:
 
 def weights_fingerprint(model, values_per_tensor: int = 1024) -> str:
     """A hash of every parameter's name, shape and first values: a model retrained into the same
-    folder (same `name_or_path`) gets another fingerprint. Cheap at any size (no full pass)."""
+    folder (same `name_or_path`) gets another fingerprint. Cheap at any size (no full pass).
+    `model` is a module or an iterable of (name, tensor) pairs."""
     digest = hashlib.sha256()
-    for name, param in model.named_parameters():
+    named = model.named_parameters() if isinstance(model, torch.nn.Module) else model
+    for name, param in named:
         head = param.detach().flatten()[:values_per_tensor].float().cpu().numpy()
         digest.update(f"{name}{tuple(param.shape)}".encode())
         digest.update(head.tobytes())

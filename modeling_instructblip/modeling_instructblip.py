@@ -21,7 +21,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, rotate_half
 from transformers.utils import ModelOutput
 
 from .configuration_instructblip import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig
@@ -516,11 +516,6 @@ class _NormThenProject(torch.autograd.Function):
 # Decoder-only LLM in training: the last layer computed at the supervised positions only
 # ---------------------------------------------------------------------------------------------
 
-def _rotate_half(x):
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def _decoder_layer_at_rows(layer, hidden_states, rows, attention_mask=None, position_embeddings=None):
     """One Llama decoder layer whose output is needed only at the `rows` ([batch, seq] bool) positions.
 
@@ -548,8 +543,8 @@ def _decoder_layer_at_rows(layer, hidden_states, rows, attention_mask=None, posi
     key = attn.k_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
     value = attn.v_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
     cos, sin = position_embeddings
-    query = query * take(cos).unsqueeze(1) + _rotate_half(query) * take(sin).unsqueeze(1)
-    key = key * cos.unsqueeze(1) + _rotate_half(key) * sin.unsqueeze(1)
+    query = query * take(cos).unsqueeze(1) + rotate_half(query) * take(sin).unsqueeze(1)
+    key = key * cos.unsqueeze(1) + rotate_half(key) * sin.unsqueeze(1)
 
     if attention_mask is None:  # causal, nothing padded
         allowed = torch.arange(seq, device=index.device)[None, None, :] <= index[..., None]

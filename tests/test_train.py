@@ -81,6 +81,31 @@ def small_run_args(corpus, output_dir, checkpoint=None, **overrides):
     return [item for key, value in args.items() for item in (f"--{key}", str(value))]
 
 
+def runs_end_alike(corpus, tmp_path, variants: dict, **common) -> dict:
+    """train.py once per variant (name -> extra arguments, plus `common`), all from one saved tiny
+    dropout-free checkpoint; asserts every variant ends with the first one's weights and that the
+    runs trained. Returns {name: train.main's results}; outputs are in tmp_path / name."""
+    from safetensors.torch import load_file
+
+    checkpoint = tmp_path / "start"
+    model, processor = modeling.build_tiny("llama", seed=0, config_overrides=NO_DROPOUT)
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    results, weights = {}, {}
+    for name, extra in variants.items():
+        output = tmp_path / name
+        results[name] = train_script.main(small_run_args(corpus, output, checkpoint=str(checkpoint), **common, **extra))
+        weights[name] = load_file(str(output / "model.safetensors"))
+    start = load_file(str(checkpoint / "model.safetensors"))
+    first, *others = variants
+    for name, tensor in weights[first].items():
+        for other in others:
+            torch.testing.assert_close(weights[other][name], tensor, atol=2e-5, rtol=1e-4, msg=f"{other}: {name}")
+    moved = sum(not torch.equal(tensor, start[name]) for name, tensor in weights[first].items())
+    assert moved > 10, f"only {moved} tensors changed: the runs did not train"
+    return results
+
+
 # ---------------------------------------------------------------------------------------------
 # arguments and configs
 # ---------------------------------------------------------------------------------------------

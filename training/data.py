@@ -68,9 +68,7 @@ def prepare_sample(record: dict, seed: int, epoch: int, position: int, train: bo
     if train:
         record = redraw_instruction(record, random.Random(draw))
     if feature_cache is not None:
-        from .feature_cache import image_key
-
-        visual = {"vision_features": feature_cache.load(image_key(record["image"]))}
+        visual = {"vision_features": feature_cache.load_image(record["image"])}
     else:
         visual = {"image": open_image(record["image"])}
     return {

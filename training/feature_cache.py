@@ -41,24 +41,16 @@ def image_key(image: dict | None) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tensor_fingerprint(named_tensors, values_per_tensor: int = 1024) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in named_tensors:
-        head = tensor.detach().flatten()[:values_per_tensor].float().cpu().numpy()
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(head.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def cache_settings(model, processor) -> dict:
     """What the cached features depend on: the frozen tower's weights and dtype, and the eval transform."""
-    frozen = model._frozen_vision_modules()
-    named = [(f"{i}.{name}", p) for i, module in enumerate(frozen) for name, p in module.named_parameters()]
+    from evaluation.runner import weights_fingerprint
+
+    frozen = torch.nn.ModuleList(model._frozen_vision_modules())
     image_processor = processor.image_processor
     return {
-        "vision_tower": _tensor_fingerprint(named),
+        "vision_tower": weights_fingerprint(frozen),
         "vision_feature_layer": None if model.config.uses_eva_vision else model.config.vision_feature_layer,
-        "dtype": str(named[0][1].dtype).replace("torch.", ""),
+        "dtype": str(next(frozen.parameters()).dtype).replace("torch.", ""),
         "eval_transform": {
             "size": dict(image_processor.size),
             "resample": int(image_processor.resample),
@@ -97,6 +89,11 @@ class VisionFeatureCache:
 
     def __contains__(self, key: str) -> bool:
         return self.path(key).exists()
+
+    def load_image(self, image: dict | None) -> torch.Tensor:
+        """The features of an undecoded image ({"path", "bytes"}); OSError/ValueError as `image_key`
+        and `load` raise them."""
+        return self.load(image_key(image))
 
     def load(self, key: str) -> torch.Tensor:
         """[tokens, hidden] features of the image with this key; OSError if it was never cached
