@@ -162,6 +162,14 @@ class InstructBlipTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "the collator reads raw records"})
     report_to: None | str | list[str] = field(default="tensorboard")
     loss_curve: bool = field(default=True, metadata={"help": f"write {LOSS_CURVE_FILENAME} to output_dir"})
+    compile_regions: bool = field(
+        default=True,
+        metadata={
+            "help": "with --torch_compile: compile each repeated block (ViT, Q-Former and LLM layers) on its own "
+            "(accelerate's regional compilation: one compile per block type, and the eager training fast paths "
+            "stay on); false compiles the whole model into one graph"
+        },
+    )
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, InstructBlipTrainingArguments)

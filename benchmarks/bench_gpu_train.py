@@ -19,6 +19,7 @@ forward and the backward to its inputs (2x forward), the LM head only where labe
 
 import argparse
 import importlib.util
+import os
 import time
 from pathlib import Path
 
@@ -122,6 +123,9 @@ def run(which, sizes, args):
     if which == "ours-cached":  # train.py --vision_feature_cache: the tower ran once, before training
         dataset.cache_vision_features(model, device, torch.bfloat16 if device == "cuda" else torch.float32)
     timer = StepTimer(args.warmup)
+    # both sides under the same Trainer and the same compilation: per block (accelerate's regional
+    # compilation, which train.py uses by default) or the whole model
+    os.environ["ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION"] = "1" if args.compile == "regions" else "0"
     training_args = TrainingArguments(
         output_dir=str(Path(args.scratch) / which),
         per_device_train_batch_size=args.batch_size,
@@ -132,7 +136,7 @@ def run(which, sizes, args):
         dataloader_num_workers=args.workers,
         dataloader_pin_memory=device == "cuda",
         gradient_checkpointing=args.checkpointing,
-        torch_compile=args.compile,
+        torch_compile=args.compile != "none",
         save_strategy="no",
         report_to=[],
         logging_steps=max(1, args.steps),
@@ -165,7 +169,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--checkpointing", action="store_true")
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", default="none", choices=["none", "regions", "whole"],
+                        help="torch.compile (inductor) per repeated block, of the whole model, or not at all")
     parser.add_argument("--models", default="ours,reference,ours-cached",
                         help="ours, reference, ours-cached (from precomputed vision features, no augmentation)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps, any device")
@@ -183,11 +188,13 @@ def main(argv=None):
         memory = "-" if r["peak memory GiB"] is None else f"{r['peak memory GiB']:.1f} GiB"
         lines.append(f"| {r['model']} | {r['samples/s']:.1f} | {r['TFLOP/s']:.1f} | {mfu} | {memory} |")
     table = "\n".join(lines)
-    print(f"{device}, {'smoke' if args.smoke else 'ViT-g + Q-Former + ' + args.llm}, batch {args.batch_size}\n{table}")
+    print(f"{device}, {'smoke' if args.smoke else 'ViT-g + Q-Former + ' + args.llm}, batch {args.batch_size}, "
+          f"compile {args.compile}\n{table}")
     if args.output:
         with open(args.output, "a") as handle:
             handle.write(f"\n## Training throughput on {device}\n\n`python benchmarks/bench_gpu_train.py "
-                         f"--llm {args.llm} --batch_size {args.batch_size} --steps {args.steps}`\n\n{table}\n")
+                         f"--llm {args.llm} --batch_size {args.batch_size} --steps {args.steps} --compile {args.compile}`"
+                         f"\n\n{table}\n")
     return results
 
 

@@ -93,9 +93,25 @@ def _attention_function(config) -> Callable:
     return ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)
 
 
+def _all_set(mask: torch.Tensor) -> bool:
+    """Whether a 1/0 mask has no 0: the eager shortcuts for unpadded batches (no attention mask, no
+    position ids) take it. Under `torch.compile` it answers False, so the general path runs (the same
+    result for an unpadded batch) and no data-dependent branch breaks the captured graph."""
+    return not torch.compiler.is_compiling() and bool(mask.all())
+
+
+def _require(condition: torch.Tensor, message) -> None:
+    """Raise ValueError(message()) unless `condition` (a bool tensor) holds. Under `torch.compile` the
+    check runs inside the graph (`torch._assert_async`) with the message's static part."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(condition, message(compiled=True))
+    elif not bool(condition):
+        raise ValueError(message(compiled=False))
+
+
 def _padding_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """[batch, keys] 1/0 mask -> additive [batch, 1, 1, keys] mask, or None when nothing is padded."""
-    if mask is None or bool(mask.all()):
+    if mask is None or _all_set(mask):
         return None
     return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
@@ -439,7 +455,7 @@ class InstructBlipQFormerModel(nn.Module):
         """
         query_length = query_embeds.shape[1]
         position_ids = None
-        if input_ids is not None and attention_mask is not None and not bool(attention_mask.all()):
+        if input_ids is not None and attention_mask is not None and not _all_set(attention_mask):
             # text positions count real tokens, so left padding numbers the instruction as right padding does
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         embeddings = self.embeddings(input_ids, query_embeds, position_ids)
@@ -516,22 +532,17 @@ class _NormThenProject(torch.autograd.Function):
 # Decoder-only LLM in training: the last layer computed at the supervised positions only
 # ---------------------------------------------------------------------------------------------
 
-def _decoder_layer_at_rows(layer, hidden_states, rows, attention_mask=None, position_embeddings=None):
-    """One Llama decoder layer whose output is needed only at the `rows` ([batch, seq] bool) positions.
+def _decoder_layer_at_rows(layer, hidden_states, index, attention_mask=None, position_embeddings=None):
+    """One Llama decoder layer whose output is needed only at the `index` ([batch, width] positions)
+    rows of each sample.
 
     In the last layer the other positions serve as keys and values only, so their queries, attention
     output, residual and MLP are skipped: the layer's cost falls to its key/value projections plus
-    (rows / seq) of the rest. Returns [batch, seq, hidden] with the `rows` positions filled (the
-    others are zero; the LM head reads the `rows` positions only)."""
+    (width / seq) of the rest. Returns [batch, seq, hidden] with the `index` positions filled (the
+    others are zero). No shape depends on data, so `torch.compile` captures it in one graph."""
     attn = layer.self_attn
     batch, seq, hidden = hidden_states.shape
-    counts = rows.sum(1)
-    width = int(counts.max())
-    if width == 0:  # nothing supervised in this batch: no output is read
-        return torch.zeros_like(hidden_states)
-    # the row positions first, in order, then the others: index [batch, width]; entries past a
-    # sample's count point at positions outside `rows` and are dropped when scattered back
-    index = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :width]
+    width = index.shape[1]
 
     def take(tensor):  # [batch, seq, d] -> [batch, width, d]
         tensor = tensor.expand(batch, -1, -1)
@@ -564,7 +575,7 @@ def _decoder_layer_at_rows(layer, hidden_states, rows, attention_mask=None, posi
 
 class _LlamaDecoderLayerAtRows(LlamaDecoderLayer):
     """transformers' `LlamaDecoderLayer` (Vicuna's), same weights and outputs, that also accepts
-    `instructblip_rows=` ([batch, seq] bool): then it runs `_decoder_layer_at_rows`. The model gives
+    `instructblip_rows=` ([batch, width] positions): then it runs `_decoder_layer_at_rows`. The model gives
     its LLM's last layer this class (`_rows_only_last_layer`); other layers ignore the argument."""
 
     def forward(self, hidden_states, *args, instructblip_rows=None, **kwargs):
@@ -862,17 +873,24 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             )
             mask = (inputs_embeds == image_embedding).all(-1)
         found, expected = mask.sum(-1), language_model_inputs.shape[1]
-        if mask.shape[0] != language_model_inputs.shape[0]:  # packed rows: the samples' placeholders in order
-            if int(found.sum()) != expected * language_model_inputs.shape[0]:
-                raise ValueError(
-                    f"{mask.shape[0]} packed row(s) for {language_model_inputs.shape[0]} samples need "
-                    f"{expected * language_model_inputs.shape[0]} `<image>` placeholder tokens, found "
-                    f"{int(found.sum())}; pack batches with InstructBlipCollator(pack=True)"
-                )
-        elif not bool((found == expected).all()):
-            raise ValueError(
-                f"Each sample needs {expected} `<image>` placeholder tokens (num_query_tokens x frames) in "
-                f"input_ids, found {found.tolist()}; build inputs with the processor, passing the same images"
+        samples = language_model_inputs.shape[0]
+        if mask.shape[0] != samples:  # packed rows: the samples' placeholders in order
+            _require(
+                found.sum() == expected * samples,
+                lambda compiled: (
+                    f"{mask.shape[0]} packed row(s) for {samples} samples need {expected * samples} `<image>` "
+                    f"placeholder tokens, found {'another count' if compiled else int(found.sum())}; pack "
+                    "batches with InstructBlipCollator(pack=True)"
+                ),
+            )
+        else:
+            _require(
+                (found == expected).all(),
+                lambda compiled: (
+                    f"Each sample needs {expected} `<image>` placeholder tokens (num_query_tokens x frames) in "
+                    f"input_ids, found {'another count' if compiled else found.tolist()}; build inputs with "
+                    "the processor, passing the same images"
+                ),
             )
         visual = language_model_inputs.to(inputs_embeds.device, inputs_embeds.dtype)
         return inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), visual)
@@ -925,28 +943,42 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "input_ids has fewer rows than there are images: packed samples need a decoder-only LLM and "
                     "position_ids that restart at each sample (InstructBlipCollator(pack=True) builds them)"
                 )
-            if attention_mask is not None and not bool(attention_mask.all()):
-                raise ValueError("packed rows hold no padding: pass attention_mask=None (or all ones)")
+            if attention_mask is not None:
+                _require(
+                    attention_mask.all(),
+                    lambda compiled: "packed rows hold no padding: pass attention_mask=None (or all ones)",
+                )
             attention_mask = None
         elif attention_mask is None:
             attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
 
         if self.config.use_decoder_only_language_model:
-            if kwargs.get("position_ids") is None and attention_mask is not None and not bool(attention_mask.all()):
+            if kwargs.get("position_ids") is None and attention_mask is not None and not _all_set(attention_mask):
                 # positions count real tokens only, so a left-padded prompt ([IMG..][PAD..][BOS] prompt)
                 # is read as if unpadded; without this the LLM would number the pads too
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
                 kwargs["position_ids"] = positions[:, -inputs_embeds.shape[1] :]
             supervised = None
-            if labels is not None and self.training and "logits_to_keep" not in kwargs and self._lm_keeps_logits():
+            if labels is not None and self.training:
+                kwargs.setdefault("use_cache", False)  # no key/value cache to fill in training
+            if (
+                labels is not None
+                and self.training
+                and "logits_to_keep" not in kwargs
+                and self._lm_keeps_logits()
+                # their count is data: under torch.compile the graph keeps static shapes (all logits)
+                and not torch.compiler.is_compiling()
+            ):
                 # training needs logits only where a label is supervised: the visual tokens, the
                 # prompt and the padding need none, and the LM head over the vocabulary is costly
                 supervised = labels[:, 1:] != -100
-                kwargs["logits_to_keep"] = torch.cat([supervised, supervised.new_zeros(supervised.shape[0], 1)], 1)
-                # no key/value cache to fill in training; then the last layer needs only those rows too
-                kwargs.setdefault("use_cache", False)
-                if self._lm_last_layer_takes_rows(kwargs):
-                    kwargs["instructblip_rows"] = kwargs["logits_to_keep"]
+                rows = torch.cat([supervised, supervised.new_zeros(supervised.shape[0], 1)], 1)
+                kwargs["logits_to_keep"] = rows
+                if self._lm_last_layer_takes_rows(kwargs):  # then the last layer needs only those rows too
+                    width = int(rows.sum(1).max())
+                    if width:
+                        # each sample's row positions first, in order, then others (computed, never read)
+                        kwargs["instructblip_rows"] = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :width]
             outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
             loss = None
             if supervised is not None:  # logits: [supervised tokens, vocab], in label order
@@ -983,11 +1015,12 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             layers = self.language_model.get_decoder().layers
         except AttributeError:
             return False
+        # a compiled layer (regional compilation: `torch.compile` per block) wraps the layer
+        wrappers = [layers[-1], getattr(layers[-1], "_orig_mod", layers[-1])]
         return (
-            type(layers[-1]) is _LlamaDecoderLayerAtRows
+            type(wrappers[-1]) is _LlamaDecoderLayerAtRows
             and self.language_model.config._attn_implementation == "sdpa"
-            and not layers[-1]._forward_hooks
-            and not layers[-1]._forward_pre_hooks
+            and not any(w._forward_hooks or w._forward_pre_hooks for w in wrappers)
         )
 
     def _lm_keeps_logits(self) -> bool:

@@ -632,6 +632,89 @@ def test_training_fast_paths_give_the_plain_gradients(padding_side, llm_tokenize
         torch.testing.assert_close(fast_grads[name], plain_grads[name], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("how", ["whole model", "regions"])
+def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizers, bert_tokenizer, monkeypatch):
+    """`torch.compile` of a training step (the `aot_eager` backend: TorchDynamo's capture and
+    AOTAutograd's backward, without inductor's code generation) on a padded batch: the whole model
+    goes into one graph (the eager shortcuts for unpadded batches and the supervised-row selection
+    are data-dependent and step aside); per block (accelerate's regional compilation, what
+    `train.py --torch_compile` uses) the blocks capture whole and the eager fast paths still run.
+    Both give eager's loss and gradients, and a malformed batch still fails with the message."""
+    import torch._dynamo
+    from accelerate.utils import compile_regions
+
+    from modeling_instructblip import modeling_instructblip as implementation
+
+    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
+    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
+    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
+    prompts = PROMPTS + ["Describe the picture in a few words, please."]
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, prompts=prompts, padding_side="left")
+    inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
+    assert not inputs["attention_mask"].all() and not inputs["qformer_attention_mask"].all()
+
+    def run(m):
+        model.zero_grad()
+        out = m(**inputs)
+        out.loss.backward()
+        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    eager, eager_grads = run(model)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    ran = []
+    rows_only = implementation._decoder_layer_at_rows
+    monkeypatch.setattr(implementation, "_decoder_layer_at_rows", lambda *a: ran.append("rows") or rows_only(*a))
+    if how == "regions":
+        compiled = compile_regions(model, backend="aot_eager")
+        assert type(compiled.language_model.model.layers[-1]).__name__ == "OptimizedModule"
+    else:
+        compiled = torch.compile(model, backend="aot_eager")
+    out, grads = run(compiled)
+    counters = torch._dynamo.utils.counters
+    assert counters["stats"]["unique_graphs"] >= 1  # it was compiled
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    if how == "regions":  # the fast paths of eager training, inside the compiled blocks
+        assert ran == ["rows"] and out.logits.shape == eager.logits.shape == (int((inputs["labels"] != -100).sum()), config.text_config.vocab_size)
+    else:  # one static graph: all positions' logits
+        assert out.logits.shape == (*inputs["input_ids"].shape, config.text_config.vocab_size)
+    torch.testing.assert_close(out.loss, eager.loss, atol=1e-6, rtol=0)
+    assert grads.keys() == eager_grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], eager_grads[name], atol=1e-6, rtol=1e-5, msg=name)
+    broken = dict(inputs, input_ids=inputs["input_ids"].masked_fill(inputs["input_ids"] == config.image_token_index, 5))
+    with pytest.raises((ValueError, RuntimeError), match="placeholder tokens"):
+        compiled(**broken)
+
+
+@pytest.mark.slow
+def test_inductor_compiles_the_training_blocks(llm_tokenizers, bert_tokenizer):
+    """What a GPU runs under `train.py --torch_compile`: inductor's generated code for every block
+    (here its C++ for the CPU), the last LLM layer's supervised-rows path included. The step gives
+    eager's loss and gradients up to the reordering of float sums."""
+    import torch._dynamo
+    from accelerate.utils import compile_regions
+
+    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
+    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
+    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, padding_side="right")
+    inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
+
+    def run(m):
+        model.zero_grad()
+        out = m(**inputs)
+        out.loss.backward()
+        return out.loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    eager_loss, eager_grads = run(model)
+    torch._dynamo.reset()
+    loss, grads = run(compile_regions(model, backend="inductor"))
+    torch.testing.assert_close(loss, eager_loss, atol=1e-5, rtol=1e-5)
+    for name in grads:
+        torch.testing.assert_close(grads[name], eager_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
 def test_last_layer_fast_path_survives_copies_and_reloads(reference_pair, llm_tokenizers, bert_tokenizer, tmp_path):
     """The LLM's last layer keeps transformers' class as a base (same state dict), is re-installed on
     loading, copies with the model, and stands aside where it does not apply (eager attention)."""

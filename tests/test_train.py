@@ -332,11 +332,12 @@ def test_activation_checkpointing_and_bf16_autocast_train(mixture, tmp_path):
 
 
 @pytest.mark.slow
-def test_torch_compile_trains_to_the_same_weights(mixture, tmp_path):
-    """`--torch_compile` (the Trainer's): TorchDynamo captures the model's forward and AOTAutograd its
-    backward (the `aot_eager` backend: inductor's code generation is what GPUs run, too slow to compile
-    on this CPU), and two steps end with the eager run's weights. The captured graphs break at the
-    data-dependent supervised-position selection (the loss needs only those logits)."""
+@pytest.mark.parametrize("regions", [True, False])
+def test_torch_compile_trains_to_the_same_weights(regions, mixture, tmp_path):
+    """`--torch_compile` (the Trainer's, through accelerate): TorchDynamo captures the forward and
+    AOTAutograd the backward (the `aot_eager` backend: inductor's code generation is what GPUs run,
+    too slow to compile on this CPU), per block (`--compile_regions`, the default) or the whole model,
+    without a graph break; two steps end with the eager run's weights."""
     import copy
 
     import torch._dynamo.utils
@@ -344,12 +345,19 @@ def test_torch_compile_trains_to_the_same_weights(mixture, tmp_path):
     initial, processor = tiny_frozen()
     eager, compiled = (modeling.freeze(copy.deepcopy(initial)) for _ in range(2))
     _trainer(eager, InstructionDataset(mixture[0]), processor, tmp_path / "a", max_steps=2).train()
+    torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    _trainer(
+    trainer = _trainer(
         compiled, InstructionDataset(mixture[0]), processor, tmp_path / "b", max_steps=2,
-        torch_compile=True, torch_compile_backend="aot_eager",
-    ).train()
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it was compiled
+        torch_compile=True, torch_compile_backend="aot_eager", compile_regions=regions,
+    )
+    trainer.train()
+    counters = torch._dynamo.utils.counters
+    assert counters["stats"]["unique_graphs"] > 0  # it was compiled
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    blocks = trainer.model_wrapped.language_model.model.layers if regions else None
+    assert (type(trainer.model_wrapped).__name__ == "OptimizedModule") != regions
+    assert not regions or all(type(block).__name__ == "OptimizedModule" for block in blocks)
     for (name, a), (_, b) in zip(eager.named_parameters(), compiled.named_parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 

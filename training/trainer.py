@@ -80,6 +80,13 @@ class InstructBlipTrainer(Trainer):
         self.generation_eval = generation_eval
         self.skipped_records = 0  # this process's count; `total_skipped_records` sums over processes
 
+    def _build_accelerator_args(self, **kwargs) -> dict:
+        args = super()._build_accelerator_args(**kwargs)
+        plugin = args.get("dynamo_plugin")
+        if plugin is not None and getattr(self.args, "compile_regions", None) is not None:
+            plugin.use_regional_compilation = self.args.compile_regions
+        return args
+
     def get_decay_parameter_names(self, model) -> list[str]:
         # LAVIS: no decay for tensors under 2-D (biases, norms); query_tokens [1, 32, 768] decays
         return [name for name, param in model.named_parameters() if param.ndim >= 2]
