@@ -377,10 +377,11 @@ def main(argv=None):
     # -- Trainer ------------------------------------------------------------------------------------
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # the finished folder is uploaded once, below, card included
-    if data_args.packing and data_args.streaming:
-        # accelerate would read a streamed batch once and slice every tensor along input_ids' first
-        # dimension, which for packed rows is not the sample dimension: let each rank collate its share
-        # (every rank then reads the whole stream and keeps its samples)
+    if data_args.streaming:
+        # by default accelerate has rank 0 read and collate every rank's batch of a stream, then sends
+        # each its part (sliced along input_ids' first dimension, not the samples' for packed rows):
+        # rank 0 would decode everyone's images. Each rank collates its own slice instead; the stream
+        # yields records still undecoded (PendingSample), so reading it whole costs a rank little.
         training_args.accelerator_config.dispatch_batches = False
     trainer = InstructBlipTrainer(
         model=model,

@@ -22,7 +22,9 @@ sys.path.insert(0, str(ROOT))  # `training/` lives at the repository root, next 
 from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
 from modeling_instructblip import tiny  # noqa: E402
 from training import modeling  # noqa: E402
-from training.data import InstructBlipCollator, InstructionDataset, InstructionStream, load_training_mixture  # noqa: E402
+from training.data import (  # noqa: E402
+    InstructBlipCollator, InstructionDataset, InstructionStream, load_training_mixture, prepare_pending,
+)
 from training.trainer import InstructBlipTrainer, paper_lr_lambda  # noqa: E402
 
 NO_DROPOUT = "qformer_config.hidden_dropout_prob=0,qformer_config.attention_probs_dropout_prob=0"
@@ -64,6 +66,9 @@ def tiny_checkpoint(tmp_path_factory):
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return str(folder)
+
+
+STREAM_SIZES = json.dumps({"coco_caption": 120, "vqav2": 80, "vqav2_qg": 80})  # dataset_sizes of a stream
 
 
 def small_run_args(corpus, output_dir, checkpoint=None, **overrides):
@@ -208,10 +213,62 @@ def test_streaming_reads_the_same_samples_with_any_number_of_workers(corpus):
 
     def draws(num_workers):
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers)
-        return sorted(sample["seed"] for sample in loader)
+        return sorted(sample["seed"] for sample in prepare_pending(list(loader)))
 
     single = draws(0)
     assert len(single) > 20 and draws(2) == single
+
+
+def test_stream_ranks_decode_only_their_own_images(corpus, tmp_path, monkeypatch):
+    """Under two ranks accelerate gives each rank its slice of every global batch of the stream
+    (`dispatch_batches=False`, what train.py sets): the stream yields records undecoded, so a
+    rank opens the images of its own samples only; the two ranks' batches together are the single
+    process's, sample for sample. An unreadable image is dropped from its batch and counted."""
+    import shutil
+
+    from accelerate.data_loader import IterableDatasetShard
+
+    from training import data as data_module
+
+    folder = tmp_path / "coco"
+    shutil.copytree(corpus["data_dirs"]["coco_caption"], folder)
+    mixture, _, _ = load_training_mixture({"coco_caption": str(folder)}, streaming=True, sizes={"coco_caption": 40})
+    stream = InstructionStream(mixture, seed=0)
+    _, processor = tiny.build("llama")
+    opened = []
+    real_open = data_module.open_image
+    monkeypatch.setattr(data_module, "open_image", lambda image: opened.append(image["path"]) or real_open(image))
+
+    class Recording(InstructBlipCollator):
+        def collate(self, samples):
+            self.seen.append([s["seed"] for s in samples])
+            return super().collate(samples)
+
+    def batches(rank, world):
+        collator = Recording(processor)
+        collator.seen = []
+        opened.clear()
+        shard = IterableDatasetShard(stream, batch_size=2, num_processes=world, process_index=rank, drop_last=True)
+        for batch in torch.utils.data.DataLoader(shard, batch_size=2, collate_fn=collator):
+            assert batch["num_skipped_records"].sum() == 0 and batch["pixel_values"].shape[0] == 2
+        return collator.seen, len(opened)
+
+    single, single_opened = batches(0, 1)
+    (rank0, opened0), (rank1, opened1) = batches(0, 2), batches(1, 2)
+    assert len(single) >= 8 and single_opened == 2 * len(single)
+    assert opened0 == 2 * len(rank0) and opened1 == 2 * len(rank1)  # nobody else's images
+    merged = [b for pair in zip(rank0, rank1) for b in pair]
+    assert merged == single[: len(merged)] and len(merged) >= len(single) - 1
+
+    # an unreadable image: its record leaves the batch, counted there
+    first = next(iter(stream))
+    pending = [first, next(s for s in stream if s.record["image"]["path"] != first.record["image"]["path"])]
+    Path(pending[1].record["image"]["path"]).write_bytes(b"not an image")
+    batch = InstructBlipCollator(processor)(pending)
+    assert batch["pixel_values"].shape[0] == 1 and batch["num_skipped_records"].tolist() == [1]
+    Path(pending[0].record["image"]["path"]).write_bytes(b"")
+    with pytest.raises(RuntimeError, match="none of the 2 records"):
+        InstructBlipCollator(processor)(pending)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,7 +570,7 @@ def test_demo_config_learns_to_answer_from_the_image(tmp_path):
 def test_streaming_run_with_dataloader_workers(corpus, tmp_path):
     argv = small_run_args(
         corpus, tmp_path / "out", streaming="true", max_steps=3, save_strategy="no", dataloader_num_workers=2,
-        dataset_sizes=json.dumps({"coco_caption": 120, "vqav2": 80, "vqav2_qg": 80}),
+        dataset_sizes=STREAM_SIZES,
     )
     results = train_script.main(argv)
     assert results["train"]["train_loss"] > 0 and (tmp_path / "out" / "model.safetensors").exists()
@@ -569,16 +626,28 @@ def _free_port():
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_split_the_data_and_match_one_process(corpus, tiny_checkpoint, reference_run, tmp_path):
+@pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
+def test_two_gloo_ranks_split_the_data_and_match_one_process(
+    streaming, corpus, tiny_checkpoint, reference_run, tmp_path
+):
+    """Two ranks of per-device batch 2 train as one process of batch 4: the same global batches,
+    sample for sample, and the same weights. A stream is read by both ranks and each collates
+    (decodes) its own slice of every global batch (test_stream_ranks_decode_only_their_own_images
+    checks that no rank decodes another's images)."""
     launch = [
         "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
         str(ROOT / "tests" / "train_fixtures.py"),
     ]
+    stream_args = {"streaming": "true", "dataset_sizes": STREAM_SIZES} if streaming else {}
+    if streaming:  # the single-process run of the same stream
+        reference_run = tmp_path / "reference"
+        _launch(small_run_args(corpus, reference_run / "out", tiny_checkpoint, **stream_args), reference_run / "probe")
     probe = tmp_path / "probe"
     env = dict(os.environ, ACCELERATE_USE_CPU="true", TRAIN_PROBE_DIR=str(probe), OMP_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    args = small_run_args(corpus, tmp_path / "out", tiny_checkpoint, per_device_train_batch_size=2, save_strategy="no")
+    args = small_run_args(corpus, tmp_path / "out", tiny_checkpoint, per_device_train_batch_size=2, save_strategy="no",
+                          **stream_args)
     result = subprocess.run([sys.executable, *launch, *args], env=env, cwd=ROOT, capture_output=True, text=True,
                             timeout=400)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

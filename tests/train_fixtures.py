@@ -62,11 +62,11 @@ def main():
     sleep = float(os.environ.get("TRAIN_STEP_SLEEP", "0"))
 
     class RecordingCollator(train.InstructBlipCollator):
-        def __call__(self, samples):
+        def collate(self, samples):  # prepared samples (a stream's are prepared by the collator)
             if all(s["train"] for s in samples):
                 with open(os.path.join(probe_dir, f"draws_rank{_rank()}.txt"), "a") as f:
                     f.write(" ".join(str(s["seed"]) for s in samples) + "\n")
-            return super().__call__(samples)
+            return super().collate(samples)
 
     class ProbedTrainer(train.InstructBlipTrainer):
         def __init__(self, *args, **kwargs):

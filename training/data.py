@@ -8,6 +8,7 @@ or rank reads it, and a resumed run sees exactly what an uninterrupted one would
 This module must not know any source format (the builders do) or touch the model.
 """
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -127,13 +128,17 @@ class InstructionDataset(torch.utils.data.Dataset):
 
 
 class InstructionStream(torch.utils.data.IterableDataset):
-    """A streaming `datasets.IterableDataset` of records -> samples, for `max_steps` training.
+    """A streaming `datasets.IterableDataset` of records -> pending samples, for `max_steps` training.
 
     Every dataloader worker reads the stream and keeps every `num_workers`-th record (the mixture
     is usually one shard, which `datasets` would give to a single worker). Positions in the stream
     seed the template and crop draws, so the stream is the same for any number of workers, and
-    the Trainer's batch skipping on resume reproduces it. Unreadable records are dropped and
-    counted in the next sample's `skipped`.
+    the Trainer's batch skipping on resume reproduces it.
+
+    It yields records still undecoded (`PendingSample`): the collator prepares them. Under several
+    ranks accelerate hands each rank its slice of the stream's batches, so a rank decodes its own
+    images only, not everyone's. Unreadable records are dropped by the collator and counted in the
+    batch's `num_skipped_records`.
     """
 
     def __init__(self, dataset: datasets.IterableDataset, seed: int = 0, train: bool = True, read_batch: int = 64,
@@ -159,20 +164,50 @@ class InstructionStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-        skipped = 0
         for position, record in enumerate(self._records()):
-            if position % num_workers != worker_id:
-                continue
-            try:
-                sample = prepare_sample(
-                    record, self.seed, self.epoch, position, train=self.train, feature_cache=self.feature_cache
-                )
-            except (OSError, ValueError, SyntaxError) as error:
-                skipped += 1
-                logger.warning("stream position %d: %s (%s); dropped", position, _skip_reason(error), error)
-                continue
-            sample["skipped"], skipped = skipped, 0
-            yield sample
+            if position % num_workers == worker_id:
+                yield PendingSample(record, self.seed, self.epoch, position, self.train, self.feature_cache)
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingSample:
+    """A stream record not yet prepared (`prepare_sample`: template draw, image decoding), with what
+    its draws depend on; `InstructBlipCollator` prepares it, on the rank that trains on it."""
+
+    record: dict
+    seed: int
+    epoch: int
+    position: int
+    train: bool
+    feature_cache: object = None
+
+    def prepare(self) -> dict:
+        return prepare_sample(self.record, self.seed, self.epoch, self.position, train=self.train,
+                              feature_cache=self.feature_cache)
+
+
+def prepare_pending(samples: list[dict]) -> list[dict]:
+    """Prepare a batch's `PendingSample`s (others pass through). Unreadable records are dropped, each
+    counted in the `skipped` of the batch's first sample; a batch with none readable raises."""
+    ready, skipped = [], 0
+    for sample in samples:
+        if not isinstance(sample, PendingSample):
+            ready.append(sample)
+            continue
+        try:
+            ready.append(sample.prepare())
+        except (OSError, ValueError, SyntaxError) as error:
+            skipped += 1
+            logger.warning("stream position %d: %s (%s); dropped", sample.position, _skip_reason(error), error)
+    if not ready:
+        positions = [s.position for s in samples if isinstance(s, PendingSample)]
+        raise RuntimeError(
+            f"none of the {len(samples)} records of a batch (stream positions {positions}) has a readable image; "
+            "check the datasets' image folders"
+        )
+    if skipped:
+        ready[0] = dict(ready[0], skipped=ready[0]["skipped"] + skipped)
+    return ready
 
 
 class InstructBlipCollator:
@@ -200,6 +235,10 @@ class InstructBlipCollator:
         self.pack = pack
 
     def __call__(self, samples: list[dict]) -> dict:
+        return self.collate(prepare_pending(samples))
+
+    def collate(self, samples: list[dict]) -> dict:
+        """Prepared samples (`prepare_sample`'s) -> the batch."""
         train = all(s["train"] for s in samples)
         if all("vision_features" in s for s in samples):
             visual = {"vision_features": [s["vision_features"] for s in samples]}
