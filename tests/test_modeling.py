@@ -70,6 +70,15 @@ def labels_for(kind, tokenizers, inputs):
     return labels.masked_fill(labels == tokenizers["t5"].pad_token_id, -100)
 
 
+def training_step(model, inputs, call=None):
+    """One forward + backward of `model` on `inputs` (through `call`, e.g. a compiled wrapper of it):
+    (the output, {name: gradient} of the parameters that got one)."""
+    model.zero_grad()
+    out = (model if call is None else call)(**inputs)
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
 KINDS = ["llama", "t5"]
 
 
@@ -496,10 +505,7 @@ def test_training_forward_computes_logits_only_where_supervised(llm_tokenizers, 
     labels = labels_for("llama", llm_tokenizers, inputs)
 
     def run(**extra):
-        model.zero_grad()
-        out = model(**inputs, labels=labels, **extra)
-        out.loss.backward()
-        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return training_step(model, dict(inputs, labels=labels, **extra))
 
     fast, fast_grads = run()
     full, full_grads = run(logits_to_keep=0)
@@ -613,10 +619,7 @@ def test_training_fast_paths_give_the_plain_gradients(padding_side, llm_tokenize
     monkeypatch.setattr(implementation._NormThenProject, "apply", lambda *a: ran.append("norm") or fused(*a))
 
     def run():
-        model.zero_grad()
-        out = model(**inputs, labels=labels)
-        out.loss.backward()
-        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return training_step(model, dict(inputs, labels=labels))
 
     fast, fast_grads = run()
     assert ran == ["norm", "rows"]
@@ -653,13 +656,7 @@ def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizer
     inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
     assert not inputs["attention_mask"].all() and not inputs["qformer_attention_mask"].all()
 
-    def run(m):
-        model.zero_grad()
-        out = m(**inputs)
-        out.loss.backward()
-        return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    eager, eager_grads = run(model)
+    eager, eager_grads = training_step(model, inputs)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     ran = []
@@ -670,7 +667,7 @@ def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizer
         assert type(compiled.language_model.model.layers[-1]).__name__ == "OptimizedModule"
     else:
         compiled = torch.compile(model, backend="aot_eager")
-    out, grads = run(compiled)
+    out, grads = training_step(model, inputs, call=compiled)
     counters = torch._dynamo.utils.counters
     assert counters["stats"]["unique_graphs"] >= 1  # it was compiled
     assert not counters["graph_break"], dict(counters["graph_break"])
@@ -701,16 +698,10 @@ def test_inductor_compiles_the_training_blocks(llm_tokenizers, bert_tokenizer):
     inputs = batch("llama", llm_tokenizers, bert_tokenizer, padding_side="right")
     inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
 
-    def run(m):
-        model.zero_grad()
-        out = m(**inputs)
-        out.loss.backward()
-        return out.loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    eager_loss, eager_grads = run(model)
+    eager, eager_grads = training_step(model, inputs)
     torch._dynamo.reset()
-    loss, grads = run(compile_regions(model, backend="inductor"))
-    torch.testing.assert_close(loss, eager_loss, atol=1e-5, rtol=1e-5)
+    out, grads = training_step(model, inputs, call=compile_regions(model, backend="inductor"))
+    torch.testing.assert_close(out.loss, eager.loss, atol=1e-5, rtol=1e-5)
     for name in grads:
         torch.testing.assert_close(grads[name], eager_grads[name], atol=1e-5, rtol=1e-4, msg=name)
 
@@ -760,15 +751,9 @@ def test_packed_rows_give_the_padded_batchs_loss_and_gradients(attention, llm_to
     packed = pack_batch(dict(inputs))
     assert packed["input_ids"].shape == (1, int(inputs["attention_mask"].sum())) and "attention_mask" not in packed
 
-    def run(batch_inputs):
-        model.zero_grad()
-        out = model(**batch_inputs)
-        out.loss.backward()
-        return out.loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    padded_loss, padded_grads = run(inputs)
-    packed_loss, packed_grads = run(packed)
-    torch.testing.assert_close(packed_loss, padded_loss, atol=1e-5, rtol=0)
+    padded, padded_grads = training_step(model, inputs)
+    packed_out, packed_grads = training_step(model, packed)
+    torch.testing.assert_close(packed_out.loss, padded.loss, atol=1e-5, rtol=0)
     for name in padded_grads:
         torch.testing.assert_close(packed_grads[name], padded_grads[name], atol=1e-5, rtol=1e-4, msg=name)
     # without restarting positions the samples would see each other: refused, not silently mixed
