@@ -101,8 +101,9 @@ def _all_set(mask: torch.Tensor) -> bool:
 
 
 def _require(condition: torch.Tensor, message) -> None:
-    """Raise ValueError(message()) unless `condition` (a bool tensor) holds. Under `torch.compile` the
-    check runs inside the graph (`torch._assert_async`) with the message's static part."""
+    """Raise ValueError(message(compiled=False)) unless `condition` (a bool tensor) holds. Under
+    `torch.compile` the check runs inside the graph (`torch._assert_async`) with
+    message(compiled=True), which must not read tensor values."""
     if torch.compiler.is_compiling():
         torch._assert_async(condition, message(compiled=True))
     elif not bool(condition):

@@ -81,6 +81,8 @@ class InstructBlipTrainer(Trainer):
         self.skipped_records = 0  # this process's count; `total_skipped_records` sums over processes
 
     def _build_accelerator_args(self, **kwargs) -> dict:
+        # where the Trainer (transformers 5.x) builds accelerate's TorchDynamoPlugin from --torch_compile;
+        # `compile_regions` picks its regional compilation (otherwise read from an environment variable)
         args = super()._build_accelerator_args(**kwargs)
         plugin = args.get("dynamo_plugin")
         if plugin is not None and getattr(self.args, "compile_regions", None) is not None:
