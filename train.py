@@ -127,6 +127,11 @@ class DataArguments:
     train_augmentation: bool = field(
         default=True, metadata={"help": "the paper's RandomResizedCrop 0.5-1 + flip on training images (false: eval view)"}
     )
+    train_randaugment: bool = field(
+        default=False,
+        metadata={"help": "after crop and flip, RandAugment (2 of 10 operations, magnitude 5): LAVIS's blip_image_train, "
+                          "the FlanT5 models' training transform (the Vicuna ones use crop and flip only)"},
+    )
     packing: bool = field(
         default=False,
         metadata={"help": "decoder-only LLM: each batch's samples in one row without padding (position_ids restart)"},
@@ -144,6 +149,8 @@ class DataArguments:
                 setattr(self, name, json.loads(value))
         if not self.data_dirs and not self.sample_corpus_dir:
             raise ValueError("give data_dirs ({name: folder}) or sample_corpus_dir")
+        if self.train_randaugment and not self.train_augmentation:
+            raise ValueError("train_randaugment augments the random crop and flip: it needs train_augmentation true")
         if self.vision_feature_cache and self.train_augmentation:
             raise ValueError(
                 "vision_feature_cache holds one view per image (the eval transform), so the paper's random "
@@ -389,7 +396,8 @@ def main(argv=None):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=InstructBlipCollator(
-            processor, max_length=data_args.max_length, augment=data_args.train_augmentation, pack=data_args.packing
+            processor, max_length=data_args.max_length, augment=data_args.train_augmentation, pack=data_args.packing,
+            randaugment=data_args.train_randaugment,
         ),
         processing_class=processor,
         generation_eval=generation_eval,
@@ -435,7 +443,9 @@ def main(argv=None):
             "optimizer": f"AdamW betas ({training_args.adam_beta1}, {training_args.adam_beta2})",
             "weight decay": f"{training_args.weight_decay} (tensors with >= 2 dims only)",
             "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
-            "image augmentation": "RandomResizedCrop 0.5-1 + horizontal flip" if data_args.train_augmentation
+            "image augmentation": "RandomResizedCrop 0.5-1 + horizontal flip"
+            + (" + RandAugment (2 operations, magnitude 5)" if data_args.train_randaugment else "")
+            if data_args.train_augmentation
             else "none" + (" (cached vision features)" if data_args.vision_feature_cache else ""),
             "trainable parameters": f"{trainable:,} of {total:,}",
             "seed": training_args.seed,

@@ -144,6 +144,8 @@ def test_paper_configs_hold_the_paper_recipe(name):
     assert (args.adam_beta1, args.adam_beta2, args.weight_decay) == (0.9, 0.999, 0.05)
     assert (args.warmup_steps, args.warmup_start_lr, args.learning_rate, args.max_steps) == (1000, 1e-8, 1e-5, 60000)
     assert args.bf16 and args.load_best_model_at_end and not model_args.train_language_model
+    # LAVIS: blip_image_train (crop, flip, RandAugment) for FlanT5, blip2_image_train (crop, flip) for Vicuna
+    assert data_args.train_augmentation and data_args.train_randaugment == name.startswith("flan-t5")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataset_builders.mixture import build_mixture
 from dataset_builders.schema import HELD_IN, VQA, VQA_MULTIPLE_CHOICE
 from dataset_builders.templates import redraw_instruction
 from modeling_instructblip.processing_instructblip import random_resized_crop_box, to_rgb_image
+from training.randaugment import random_augment
 
 logger = logging.getLogger(__name__)
 
@@ -219,12 +220,14 @@ class InstructBlipCollator:
     0.5-1 + flip), each drawn from its own seed: a sample's view does not depend on which worker,
     rank or batch it lands in, so 2 x 2 accumulated equals one batch of 4. Validation samples get
     the eval transform. The dataset marks which is which, so one collator serves both.
-    `augment=False` gives training samples the eval transform too. Samples that carry cached
+    `augment=False` gives training samples the eval transform too; `randaugment=True` adds RandAugment
+    after the crop and flip (LAVIS's `blip_image_train`, the FlanT5 models' recipe). Samples that carry cached
     `vision_features` (a feature-cached dataset) become batches with `vision_features` instead of
     `pixel_values`. `pack=True` (decoder-only) returns `pack_batch`'s one-row batches.
     """
 
-    def __init__(self, processor, max_length: int | None = None, augment: bool = True, pack: bool = False):
+    def __init__(self, processor, max_length: int | None = None, augment: bool = True, pack: bool = False,
+                 randaugment: bool = False):
         if processor.is_encoder_decoder is None:
             raise ValueError("the processor must know its LLM kind: set processor.is_encoder_decoder")
         if pack and processor.is_encoder_decoder:
@@ -233,6 +236,7 @@ class InstructBlipCollator:
         self.max_length = max_length
         self.augment = augment
         self.pack = pack
+        self.randaugment = randaugment
 
     def __call__(self, samples: list[dict]) -> dict:
         return self.collate(prepare_pending(samples))
@@ -262,14 +266,16 @@ class InstructBlipCollator:
 
     def train_view(self, image, seed: int) -> np.ndarray:
         """One image's random crop + flip (uint8 [H, W, 3] at the processor's size), from its seed,
-        with the image processor's own draw order (box, then flip)."""
+        with the image processor's own draw order (box, then flip); then, with `randaugment`, the
+        FlanT5 models' RandAugment (training.randaugment) from the same generator."""
         image_processor = self.processor.image_processor
         rgb = to_rgb_image(image)
         rng = np.random.default_rng(seed)
         box = random_resized_crop_box(rgb.width, rgb.height, image_processor.train_scale, image_processor.train_ratio, rng)
         flip = bool(rng.random() < image_processor.train_flip_prob)
         size = (image_processor.size["height"], image_processor.size["width"])
-        return image_processor.train_transform(rgb, size, image_processor.resample, box, flip)
+        view = image_processor.train_transform(rgb, size, image_processor.resample, box, flip)
+        return random_augment(np.ascontiguousarray(view), rng) if self.randaugment else view
 
 
 def pack_batch(batch: dict) -> dict:
