@@ -1,7 +1,8 @@
 """Benchmark: can the data pipeline feed the GPU? Training samples per second from the real
 pipeline (a built VQAv2 split -> InstructionDataset -> DataLoader workers -> InstructBlipCollator),
-per worker process, with the paper's train transform on 640x480 JPEGs, and from the vision feature
-cache (ViT-g/14-sized features, bf16) instead of images.
+per worker process, with the paper's train transform on 640x480 JPEGs (with and without the FlanT5
+recipe's RandAugment), and from the vision feature cache (ViT-g/14-sized features, bf16) instead
+of images.
 
     python benchmarks/bench_data_loading.py [--images 96] [--batches 12] [--workers 0,2] [--output BENCHMARKS.md]
 
@@ -88,6 +89,9 @@ def main(argv=None):
 
         settings = {
             "images, paper's train transform": (InstructionDataset(records, seed=0), InstructBlipCollator(processor)),
+            "images, + RandAugment (FlanT5 recipe)": (
+                InstructionDataset(records, seed=0), InstructBlipCollator(processor, randaugment=True),
+            ),
             "cached vision features": (
                 InstructionDataset(records, seed=0, feature_cache=features),
                 InstructBlipCollator(processor, augment=False),

@@ -44,7 +44,9 @@ def test_data_loading_benchmark_runs_at_smoke_size(tmp_path):
     spec.loader.exec_module(bench)
     output = tmp_path / "B.md"
     rows = bench.main(["--images", "4", "--batches", "2", "--batch_size", "4", "--workers", "0", "--output", str(output)])
-    assert [row[0] for row in rows] == ["images, paper's train transform", "cached vision features"]
+    assert [row[0] for row in rows] == [
+        "images, paper's train transform", "images, + RandAugment (FlanT5 recipe)", "cached vision features",
+    ]
     assert all(row[2] > 0 for row in rows)
     assert "## Data loading" in output.read_text()
 
