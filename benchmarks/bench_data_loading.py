@@ -14,6 +14,7 @@ machines lent here have 16 CPU cores).
 import argparse
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -57,6 +58,23 @@ def samples_per_second(dataset, collator, batch_size, workers, batches) -> float
     for _ in range(batches):
         seen += len(next(iterator)["num_skipped_records"])
     return seen / (time.perf_counter() - start)
+
+
+def write_section(path, section: str):
+    """Put `section` (a "## Title" block) in the markdown file at `path`: in place of the section with
+    that title if there is one (a rerun replaces its old figures), else at the end."""
+    text = open(path).read() if os.path.exists(path) else ""
+    title = section.splitlines()[0]
+    parts = re.split(r"(?m)^(?=## )", text)
+    kept = [part for part in parts if part.splitlines()[:1] != [title]]
+    if len(kept) < len(parts):
+        index = next(i for i, part in enumerate(parts) if part.splitlines()[:1] == [title])
+        kept.insert(index, section + ("\n" if index < len(kept) else ""))
+        text = "".join(kept)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section if text else section
+    with open(path, "w") as handle:
+        handle.write(text)
 
 
 def main(argv=None):
@@ -108,13 +126,13 @@ def main(argv=None):
         table = "\n".join(lines)
         print(f"{os.cpu_count()} cores, batch {args.batch_size}, {args.images} 640x480 JPEGs\n{table}")
         if args.output:
-            with open(args.output, "a") as handle:
-                handle.write(
-                    f"\n## Data loading\n\n`python benchmarks/bench_data_loading.py`: training samples/s from the "
-                    f"real pipeline ({args.images} 640x480 JPEGs, batch {args.batch_size}, {os.cpu_count()} cores); "
-                    f"the paper's schedule on one H200 in 24 h needs >= {GOAL_SAMPLES_PER_SECOND} samples/s.\n\n"
-                    f"{table}\n"
-                )
+            section = (
+                f"## Data loading\n\n`python benchmarks/bench_data_loading.py`: training samples/s from the "
+                f"real pipeline ({args.images} 640x480 JPEGs, batch {args.batch_size}, {os.cpu_count()} cores); "
+                f"the paper's schedule on one H200 in 24 h needs >= {GOAL_SAMPLES_PER_SECOND} samples/s.\n\n"
+                f"{table}\n"
+            )
+            write_section(args.output, section)
         return rows
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -49,6 +49,13 @@ def test_data_loading_benchmark_runs_at_smoke_size(tmp_path):
     ]
     assert all(row[2] > 0 for row in rows)
     assert "## Data loading" in output.read_text()
+    # a rerun replaces the section in place and keeps the others
+    output.write_text("# Benchmarks\n\n| case |\n\n## Data loading\n\nold rows\n\n"
+                      "## Training throughput on H200\n\n| ours | 140 |\n")
+    bench.main(["--images", "4", "--batches", "1", "--batch_size", "4", "--workers", "0", "--output", str(output)])
+    text = output.read_text()
+    assert text.count("## Data loading") == 1 and "old rows" not in text and "cached vision features" in text
+    assert text.startswith("# Benchmarks\n\n| case |\n\n## Data loading") and text.endswith("| ours | 140 |\n")
 
 
 def test_make_bench_keeps_recorded_gpu_figures():
