@@ -603,10 +603,27 @@ def reference_run(corpus, tiny_checkpoint, tmp_path_factory):
     return root
 
 
+STREAM_ARGS = {"streaming": "true", "dataset_sizes": STREAM_SIZES}
+
+
+@pytest.fixture(scope="module")
+def stream_reference_run(corpus, tiny_checkpoint, tmp_path_factory):
+    """`reference_run` reading the data as a stream."""
+    root = tmp_path_factory.mktemp("stream_reference")
+    _launch(small_run_args(corpus, root / "out", tiny_checkpoint, **STREAM_ARGS), root / "probe")
+    return root
+
+
 @pytest.mark.slow
-def test_resume_after_sigkill_ends_with_the_same_weights(corpus, tiny_checkpoint, reference_run, tmp_path):
+@pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
+def test_resume_after_sigkill_ends_with_the_same_weights(streaming, corpus, tiny_checkpoint, request, tmp_path):
+    """Killed after its first checkpoint and resumed, a run ends with the uninterrupted run's weights;
+    a streamed one too (the resumed stream skips the batches already trained on)."""
+    reference_run = request.getfixturevalue("stream_reference_run" if streaming else "reference_run")
     output = tmp_path / "out"
-    process = _launch(small_run_args(corpus, output, tiny_checkpoint), tmp_path / "probe", {"TRAIN_STEP_SLEEP": "1.5"}, background=True)
+    stream_args = STREAM_ARGS if streaming else {}
+    process = _launch(small_run_args(corpus, output, tiny_checkpoint, **stream_args), tmp_path / "probe",
+                      {"TRAIN_STEP_SLEEP": "1.5"}, background=True)
     deadline = time.time() + 240
     while not (output / "checkpoint-2" / "trainer_state.json").exists():
         assert process.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
@@ -614,7 +631,8 @@ def test_resume_after_sigkill_ends_with_the_same_weights(corpus, tiny_checkpoint
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (output / "model.safetensors").exists()
-    _launch(small_run_args(corpus, output, tiny_checkpoint, resume_from_checkpoint="latest"), tmp_path / "probe")
+    _launch(small_run_args(corpus, output, tiny_checkpoint, resume_from_checkpoint="latest", **stream_args),
+            tmp_path / "probe")
 
     expected, resumed = _final_weights(reference_run / "out"), _final_weights(output)
     for name, value in expected.items():
@@ -629,9 +647,7 @@ def _free_port():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
-def test_two_gloo_ranks_split_the_data_and_match_one_process(
-    streaming, corpus, tiny_checkpoint, reference_run, tmp_path
-):
+def test_two_gloo_ranks_split_the_data_and_match_one_process(streaming, corpus, tiny_checkpoint, request, tmp_path):
     """Two ranks of per-device batch 2 train as one process of batch 4: the same global batches,
     sample for sample, and the same weights. A stream is read by both ranks and each collates
     (decodes) its own slice of every global batch (test_stream_ranks_decode_only_their_own_images
@@ -641,10 +657,8 @@ def test_two_gloo_ranks_split_the_data_and_match_one_process(
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
         str(ROOT / "tests" / "train_fixtures.py"),
     ]
-    stream_args = {"streaming": "true", "dataset_sizes": STREAM_SIZES} if streaming else {}
-    if streaming:  # the single-process run of the same stream
-        reference_run = tmp_path / "reference"
-        _launch(small_run_args(corpus, reference_run / "out", tiny_checkpoint, **stream_args), reference_run / "probe")
+    stream_args = STREAM_ARGS if streaming else {}
+    reference_run = request.getfixturevalue("stream_reference_run" if streaming else "reference_run")
     probe = tmp_path / "probe"
     env = dict(os.environ, ACCELERATE_USE_CPU="true", TRAIN_PROBE_DIR=str(probe), OMP_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
