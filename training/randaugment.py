@@ -16,14 +16,17 @@ Geometric operations fill what comes from outside the image with grey (128, 128,
 bilinearly, with OpenCV's `warpAffine` geometry (pixel centres at integer coordinates). LAVIS runs
 OpenCV; we run PIL with that geometry. Checked against OpenCV 5.0 by hand: pixels whose source lies
 inside the image agree within one level, those from outside are the same grey, and only the thin
-band where the source straddles the image's edge (under 2% of a 224 px view) differs.
-AutoContrast and Equalize give PIL's results (LAVIS's re-implementations match them). Sharpness at
-factors other than 1 clips where LAVIS's uint8 cast wraps around. The draws come from the caller's
+band where the source straddles the image's edge (under 2% of a 224 px view) differs. The
+photometric operations are PIL's, which LAVIS re-implements (exactly for AutoContrast, Equalize and
+Brightness; its Sharpness differs on the image border and wraps around where PIL clips, neither of
+which matters at magnitude 5, where Sharpness is the identity). The draws come from the caller's
 `numpy` generator, so a sample's view is a function of its seed.
 """
 
 import numpy as np
 import PIL.Image
+import PIL.ImageEnhance
+import PIL.ImageOps
 
 OPERATIONS = (
     "Identity", "AutoContrast", "Brightness", "Sharpness", "Equalize", "ShearX", "ShearY", "TranslateX",
@@ -33,59 +36,30 @@ MAX_MAGNITUDE = 10
 FILL = (128, 128, 128)
 
 
+def _with_pil(image: np.ndarray, operation) -> np.ndarray:
+    return np.asarray(operation(PIL.Image.fromarray(image)))
+
+
 def autocontrast(image: np.ndarray) -> np.ndarray:
     """Each channel stretched linearly so its darkest value is 0 and its brightest 255."""
-    out = np.empty_like(image)
-    for channel in range(image.shape[-1]):
-        values = image[..., channel]
-        low, high = int(values.min()), int(values.max())
-        if high <= low:
-            out[..., channel] = values
-            continue
-        scale = 255.0 / (high - low)
-        table = np.clip(np.arange(256) * scale - low * scale, 0, 255).astype(np.uint8)
-        out[..., channel] = table[values]
-    return out
+    return _with_pil(image, PIL.ImageOps.autocontrast)
 
 
 def equalize(image: np.ndarray) -> np.ndarray:
-    """Each channel's histogram equalised the way PIL's ImageOps.equalize does."""
-    out = np.empty_like(image)
-    for channel in range(image.shape[-1]):
-        values = image[..., channel]
-        histogram = np.bincount(values.ravel(), minlength=256)
-        used = histogram[histogram > 0]
-        step = int(used[:-1].sum()) // 255
-        if step == 0:
-            out[..., channel] = values
-            continue
-        shifted = np.concatenate([[step // 2], histogram[:-1]])
-        table = np.clip(np.cumsum(shifted) // step, 0, 255).astype(np.uint8)
-        out[..., channel] = table[values]
-    return out
+    return _with_pil(image, PIL.ImageOps.equalize)
 
 
 def brightness(image: np.ndarray, factor: float) -> np.ndarray:
-    if factor == 1.0:  # the table would be the identity
+    if factor == 1.0:  # the identity
         return image
-    table = np.clip(np.arange(256, dtype=np.float32) * factor, 0, 255).astype(np.uint8)
-    return table[image]
+    return _with_pil(image, lambda pil: PIL.ImageEnhance.Brightness(pil).enhance(factor))
 
 
 def sharpness(image: np.ndarray, factor: float) -> np.ndarray:
-    """Blend with the image smoothed by [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13, interior pixels only."""
-    if factor == 1.0:
+    """Blend with the image smoothed by [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 (borders kept)."""
+    if factor == 1.0:  # the identity
         return image
-    source = image.astype(np.float32)
-    height, width = image.shape[:2]
-    smoothed = sum(
-        source[1 + dy : height - 1 + dy, 1 + dx : width - 1 + dx] * (5.0 if dx == dy == 0 else 1.0)
-        for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-    ) / 13.0
-    smoothed = np.clip(np.rint(smoothed), 0, 255)
-    out = source.copy()
-    out[1:-1, 1:-1] = smoothed + factor * (source[1:-1, 1:-1] - smoothed)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    return _with_pil(image, lambda pil: PIL.ImageEnhance.Sharpness(pil).enhance(factor))
 
 
 def warp(image: np.ndarray, matrix) -> np.ndarray:
