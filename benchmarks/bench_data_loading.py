@@ -14,7 +14,6 @@ machines lent here have 16 CPU cores).
 import argparse
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -33,6 +32,9 @@ from modeling_instructblip import tiny  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import InstructBlipCollator, InstructionDataset  # noqa: E402
 from training.feature_cache import VisionFeatureCache, image_key  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_model import write_section  # noqa: E402
 
 GOAL_SAMPLES_PER_SECOND = 133
 VIT_G_FEATURES = (257, 1408)  # tokens x hidden of EVA ViT-g/14 at 224 px
@@ -58,23 +60,6 @@ def samples_per_second(dataset, collator, batch_size, workers, batches) -> float
     for _ in range(batches):
         seen += len(next(iterator)["num_skipped_records"])
     return seen / (time.perf_counter() - start)
-
-
-def write_section(path, section: str):
-    """Put `section` (a "## Title" block) in the markdown file at `path`: in place of the section with
-    that title if there is one (a rerun replaces its old figures), else at the end."""
-    text = open(path).read() if os.path.exists(path) else ""
-    title = section.splitlines()[0]
-    parts = re.split(r"(?m)^(?=## )", text)
-    kept = [part for part in parts if part.splitlines()[:1] != [title]]
-    if len(kept) < len(parts):
-        index = next(i for i, part in enumerate(parts) if part.splitlines()[:1] == [title])
-        kept.insert(index, section + ("\n" if index < len(kept) else ""))
-        text = "".join(kept)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section if text else section
-    with open(path, "w") as handle:
-        handle.write(text)
 
 
 def main(argv=None):

@@ -190,11 +190,13 @@ def main(argv=None):
     table = "\n".join(lines)
     print(f"{device}, {'smoke' if args.smoke else 'ViT-g + Q-Former + ' + args.llm}, batch {args.batch_size}, "
           f"compile {args.compile}\n{table}")
-    if args.output:
-        with open(args.output, "a") as handle:
-            handle.write(f"\n## Training throughput on {device}\n\n`python benchmarks/bench_gpu_train.py "
-                         f"--llm {args.llm} --batch_size {args.batch_size} --steps {args.steps} --compile {args.compile}`"
-                         f"\n\n{table}\n")
+    if args.output:  # one section per device and configuration; a rerun replaces its figures
+        bench_model.write_section(
+            args.output,
+            f"## Training throughput on {device}: {args.llm}, compile {args.compile}\n\n"
+            f"`python benchmarks/bench_gpu_train.py --llm {args.llm} --batch_size {args.batch_size} "
+            f"--steps {args.steps} --compile {args.compile}`\n\n{table}\n",
+        )
     return results
 
 

@@ -414,11 +414,29 @@ def main(argv=None):
     return results
 
 
+def sections(markdown: str) -> list[str]:
+    """A markdown text cut before each `## ` heading (the first piece is what precedes them)."""
+    return re.split(r"(?m)^(?=## )", markdown)
+
+
 def gpu_sections(markdown: str) -> str:
-    """The `## Training throughput on <GPU>` sections bench_gpu_train.py appended: measured on a lent
+    """The `## Training throughput on <GPU>` sections bench_gpu_train.py wrote: measured on a lent
     GPU, they cannot be re-measured by a CPU `make bench`, so rewriting the file keeps them."""
-    sections = re.split(r"(?m)^(?=## )", markdown)
-    return "".join("\n" + section.strip("\n") + "\n" for section in sections if section.startswith("## Training throughput on"))
+    return "".join("\n" + part.strip("\n") + "\n" for part in sections(markdown) if part.startswith("## Training throughput on"))
+
+
+def write_section(path, section: str):
+    """Put `section` (a `## Title` block) in the markdown file at `path`, in place of the section with
+    the same title (a rerun replaces its old figures), else at the end."""
+    path = Path(path)
+    parts = [part.strip("\n") for part in sections(path.read_text() if path.exists() else "") if part.strip("\n")]
+    titles = [part.splitlines()[0] for part in parts]
+    title = section.splitlines()[0]
+    if title in titles:
+        parts[titles.index(title)] = section.strip("\n")
+    else:
+        parts.append(section.strip("\n"))
+    path.write_text("\n\n".join(parts) + "\n")
 
 
 if __name__ == "__main__":
