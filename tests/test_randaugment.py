@@ -85,14 +85,16 @@ def test_draws_follow_lavis_and_the_seed():
     applied = collections.Counter()
     changed = 0
     for seed in range(400):
-        rng = np.random.default_rng(seed)
-        chosen = rng.integers(0, len(ra.OPERATIONS), size=2)
-        for index in chosen:
+        # LAVIS's order: both operations drawn first, then for each whether it applies (p = 0.5), then
+        # its sign; the implementation's view must be this replay's
+        rng, expected = np.random.default_rng(seed), img
+        for index in rng.integers(0, len(ra.OPERATIONS), size=2):
             if rng.random() <= 0.5:
                 applied[ra.OPERATIONS[index]] += 1
-                if ra.OPERATIONS[index] in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"):
-                    rng.random()
-        changed += not np.array_equal(ra.random_augment(img, np.random.default_rng(seed)), img)
+                expected = ra.apply(expected, ra.OPERATIONS[index], 5, rng)
+        view = ra.random_augment(img, np.random.default_rng(seed))
+        assert np.array_equal(view, expected), seed
+        changed += not np.array_equal(view, img)
     # 800 draws, half applied, spread over the ten operations
     assert 330 < sum(applied.values()) < 470 and set(applied) == set(ra.OPERATIONS)
     assert all(15 < count < 70 for count in applied.values()), applied
@@ -126,14 +128,23 @@ def test_collator_adds_randaugment_after_crop_and_flip():
     assert augmented([sample, dict(sample, seed=4)])["pixel_values"].shape[0] == 2
 
 
-def test_train_py_flag_reaches_the_run_and_its_card(held_in_corpus, tmp_path):
+def test_train_py_flag_reaches_the_run_and_its_card(held_in_corpus, tmp_path, monkeypatch):
     """`train.py --train_randaugment true` trains with it and the model card says so; without the
     crop and flip it is refused."""
     from tests.test_train import small_run_args, train_script
 
     output = tmp_path / "out"
+    made = []
+
+    class Collator(train_script.InstructBlipCollator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.randaugment)
+
+    monkeypatch.setattr(train_script, "InstructBlipCollator", Collator)
     results = train_script.main(small_run_args(held_in_corpus, output, train_randaugment="true", max_steps=2,
                                                save_strategy="no"))
+    assert made == [True]  # the training batches get it
     assert results["train"]["train_loss"] > 0
     assert "horizontal flip + RandAugment (2 operations, magnitude 5)" in (output / "README.md").read_text()
     with pytest.raises(ValueError, match="needs train_augmentation true"):
