@@ -4,7 +4,8 @@ per-pair ratios, with their spread) and writes it to BENCHMARKS.md.
 
 Cases (targets from the [perf] issue, on a 2-core CPU):
   train step       forward + backward of a Q-Former-only step (the paper's freezing on both), batch 8
-  generate         greedy and 5-beam, 30 new tokens, batch 4, decoder-only (Llama) and T5
+  generate         greedy and 5-beam, 30 new tokens, batch 4, decoder-only (Llama) and T5 (ours with
+                   its default CPU decoding: MKL-prepacked LLM weights, whose memory the table gives)
   ranking          k = 2, 10, 100 candidates scored together vs k separate forward passes
   preprocessing    640x480 JPEG files -> model inputs, ours vs transformers' InstructBlipProcessor
   repeated prompts 8 instructions about one image reusing the frozen vision features vs recomputing
@@ -244,12 +245,16 @@ def bench_generate(sizes, repeats, new_tokens=30, batch=4):
             name = f"generate {kind} {'greedy' if beams == 1 else f'{beams}-beam'}"
             # twice the pairs: both sides run transformers' decoding loop over the same LLM, so the
             # ratio sits near 1 and a shared host's noise (+-15% per pair) decides a 7-pair median
-            results.append(alternate(
+            result = alternate(
                 Result(name, f"{new_tokens} tokens, batch {batch}", target=1.0),
                 lambda: ours.generate(**inputs, **settings),
                 lambda: reference.generate(**inputs, **settings),
                 2 * repeats,
-            ))
+            )
+            held = ours.decode_prepack_stats().packed_bytes  # the memory our CPU decoding path costs
+            if held:
+                result.what += f" (ours holds {held / 2**20:.0f} MiB of prepacked LLM weights)"
+            results.append(result)
     return results
 
 

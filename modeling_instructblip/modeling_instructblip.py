@@ -25,6 +25,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer, rotate_h
 from transformers.utils import ModelOutput
 
 from .configuration_instructblip import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig
+from .cpu_decoding import PrepackStats, prepacked_decoding
 
 
 AUTO_MAP = {
@@ -640,6 +641,11 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     of `input_ids`, and the model writes the projected query outputs into those positions.
     """
 
+    # On a CPU, `generate` keeps MKL-prepacked copies of the LLM's fp32 weight matrices for the decoding
+    # steps (see cpu_decoding.py: 0.45-0.65 of the time per product, for a copy in memory), within this
+    # many bytes; 0 turns it off and frees the copies at the next `generate`.
+    decode_prepack_max_bytes: int = 1 << 30
+
     def __init__(self, config: InstructBlipConfig):
         super().__init__(config)
         # transformers resolves the attention implementation per PreTrainedModel; our vision tower and
@@ -1103,9 +1109,16 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         generation_config = generate_kwargs.pop("generation_config", None) or self.generation_config
         generation_config = copy.deepcopy(generation_config)
         model_kwargs = generation_config.update(**generate_kwargs)  # returns what is not a decoding setting
-        if self.config.use_decoder_only_language_model:
-            inputs = self._prompt_prefilled_once(inputs, generation_config, model_kwargs) or inputs
-        return self.language_model.generate(**inputs, generation_config=generation_config, **model_kwargs)
+        with prepacked_decoding(self, self.language_model, self.decode_prepack_max_bytes):
+            if self.config.use_decoder_only_language_model:
+                inputs = self._prompt_prefilled_once(inputs, generation_config, model_kwargs) or inputs
+            return self.language_model.generate(**inputs, generation_config=generation_config, **model_kwargs)
+
+    def decode_prepack_stats(self) -> PrepackStats:
+        """What `generate`'s prepacked CPU weights hold (matrices, bytes), how many products they served
+        and how many matrices the last call could not pack within `decode_prepack_max_bytes`."""
+        cache = self.__dict__.get("_decode_prepacks")
+        return cache.stats() if cache is not None else PrepackStats()
 
     def _prompt_prefilled_once(self, inputs, generation_config, model_kwargs):
         """Beam search (and several samples per prompt) from a decoder-only LLM: transformers copies each

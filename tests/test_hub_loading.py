@@ -40,7 +40,7 @@ def test_folder_is_hub_ready(saved):
     _, _, _, folder = saved
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     for name in ("config.json", "model.safetensors", "generation_config.json", "configuration_instructblip.py",
-                 "modeling_instructblip.py", "processing_instructblip.py", "processor_config.json",
+                 "modeling_instructblip.py", "cpu_decoding.py", "processing_instructblip.py", "processor_config.json",
                  "tokenizer.json", "tokenizer_config.json", "qformer_tokenizer/tokenizer_config.json"):
         assert name in files, f"{name} missing from {sorted(files)}"
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)

@@ -642,15 +642,20 @@ def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizer
     goes into one graph (the eager shortcuts for unpadded batches and the supervised-row selection
     are data-dependent and step aside); per block (accelerate's regional compilation, what
     `train.py --torch_compile` uses) the blocks capture whole and the eager fast paths still run.
-    Both give eager's loss and gradients, and a malformed batch still fails with the message."""
+    Both give eager's loss and gradients, and a malformed batch still fails with the message. The LLM's
+    linears are those of a model that has generated on a CPU (`PrepackedLinear`)."""
     import torch._dynamo
     from accelerate.utils import compile_regions
 
+    from modeling_instructblip import cpu_decoding
     from modeling_instructblip import modeling_instructblip as implementation
 
     config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
     config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
     model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
+    monkeypatch.setattr(cpu_decoding, "MIN_WEIGHT_BYTES", 0)
+    cpu_decoding._use_prepacked_linears(model.language_model)
+    assert isinstance(model.language_model.lm_head, cpu_decoding.PrepackedLinear)
     prompts = PROMPTS + ["Describe the picture in a few words, please."]
     inputs = batch("llama", llm_tokenizers, bert_tokenizer, prompts=prompts, padding_side="left")
     inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
