@@ -25,7 +25,6 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 import PIL.Image
@@ -535,17 +534,6 @@ class InstructBlipImageProcessor(BaseImageProcessor):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _truncation_side(tokenizer, side: str):
-    """Tokenizers take the truncation side from an attribute only (LAVIS flips it the same way)."""
-    previous = tokenizer.truncation_side
-    tokenizer.truncation_side = side
-    try:
-        yield
-    finally:
-        tokenizer.truncation_side = previous
-
-
 def _pad(sequences: list[list[int]], length: int, value: int, side: str) -> list[list[int]]:
     if side == "left":
         return [[value] * (length - len(s)) + s for s in sequences]
@@ -686,18 +674,46 @@ class InstructBlipProcessor(ProcessorMixin):
         return list(text)
 
     @staticmethod
+    def _special_tokens_around(tokenizer) -> tuple[int, int]:
+        """How many special tokens `tokenizer` puts before and after a single text (BERT: 1 and 1,
+        LLaMA: 1 and 0, T5: 0 and 1)."""
+        plain = tokenizer("a b", add_special_tokens=False, truncation=False, padding=False)["input_ids"]
+        full = tokenizer("a b", add_special_tokens=True, truncation=False, padding=False)["input_ids"]
+        for before in range(len(full) - len(plain) + 1):
+            if full[before : before + len(plain)] == plain:
+                return before, len(full) - len(plain) - before
+        raise ValueError(f"{type(tokenizer).__name__} changes a text's tokens when it adds its special tokens; "
+                         "the processor cannot truncate around them")
+
+    @staticmethod
     def _tokenize(tokenizer, texts, max_length, side, add_special_tokens) -> list[list[int]]:
-        with _truncation_side(tokenizer, side):
-            encoding = tokenizer(
-                texts,
-                add_special_tokens=add_special_tokens,
-                truncation=max_length is not None,
-                max_length=max_length,
-                padding=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )
-        return [list(ids) for ids in encoding["input_ids"]]
+        """Token ids of `texts`, each cut to `max_length` (special tokens included) on `side` as the
+        tokenizer would: the text's tokens are cut, the special tokens kept. Cut here because tokenizers
+        take the side from an attribute, and setting it would race with other threads tokenizing with
+        the same tokenizer; every call here asks the tokenizer for the same (no truncation, no padding)."""
+        encoding = tokenizer(
+            texts,
+            add_special_tokens=add_special_tokens,
+            truncation=False,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,  # a text longer than the model's maximum is cut below
+        )
+        rows = [list(ids) for ids in encoding["input_ids"]]
+        if max_length is None or all(len(ids) <= max_length for ids in rows):
+            return rows
+        before, after = InstructBlipProcessor._special_tokens_around(tokenizer) if add_special_tokens else (0, 0)
+        keep = max_length - before - after
+        if keep < 0:
+            raise ValueError(f"max_length={max_length} leaves no room for the {before + after} special tokens "
+                             f"{type(tokenizer).__name__} adds")
+        for index, ids in enumerate(rows):
+            if len(ids) > max_length:
+                text = ids[before : len(ids) - after]
+                text = text[len(text) - keep :] if side == "left" else text[:keep]
+                rows[index] = ids[:before] + text + ids[len(ids) - after :]
+        return rows
 
     def _tokenize_targets(self, targets: list[str], max_length: int | None) -> list[list[int]]:
         """Target ids as the paper builds them: the text without special tokens, cut on the right so that it and

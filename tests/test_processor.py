@@ -398,6 +398,35 @@ def test_instructions_are_left_truncated_to_128_for_both_tokenizers(llama_proces
     assert untouched["input_ids"][0] == [bos] + llm_full
 
 
+@pytest.mark.parametrize("kind", ["llama", "t5", "bert"])
+def test_truncation_equals_the_tokenizers_own_and_leaves_the_tokenizer_alone(kind, build, monkeypatch):
+    """The processor cuts instructions itself (a tokenizer takes the side from an attribute, which
+    threads sharing the tokenizer would race on): the same ids as the tokenizer's own truncation,
+    every side, length and special-token setting, and the tokenizer's attributes are never written."""
+    processor = build("t5" if kind == "t5" else "llama")
+    tokenizer = processor.qformer_tokenizer if kind == "bert" else processor.tokenizer
+    texts = ["numbers 1 2 3 yes no left right up down " * 3 + "Question: what color?", "A photo of", ""]
+    full = max(len(ids) for ids in tokenizer(texts).input_ids)
+    expected = {}
+    own = copy.deepcopy(tokenizer)
+    for side in ("left", "right"):
+        own.truncation_side = side
+        for special in (True, False):
+            for max_length in (*range(tokenizer.num_special_tokens_to_add(), full + 2), None):
+                expected[side, special, max_length] = own(
+                    texts, add_special_tokens=special, truncation=max_length is not None, max_length=max_length
+                ).input_ids
+    written = []
+    setattr_ = type(tokenizer).__setattr__
+    monkeypatch.setattr(type(tokenizer), "__setattr__", lambda self, k, v: written.append(k) or setattr_(self, k, v))
+    for (side, special, max_length), ids in expected.items():
+        got = InstructBlipProcessor._tokenize(tokenizer, texts, max_length, side, special)
+        assert got == ids, (side, special, max_length)
+    assert written == []
+    with pytest.raises(ValueError, match="no room for the"):
+        InstructBlipProcessor._tokenize(tokenizer, texts, tokenizer.num_special_tokens_to_add() - 1, "left", True)
+
+
 def test_max_length_bounds_the_whole_llm_sequence_at_inference(llama_processor):
     full = llama_processor.tokenizer(PROMPTS[0]).input_ids
     batch = llama_processor(images=random_image(16, 16), text=PROMPTS[0], max_length=N + 5)
