@@ -87,6 +87,7 @@ class PrepackCache:
         self.sizes: dict[tuple[nn.Linear, int], int] = {}  # (matrix, rows) -> bytes its pack takes
         self.packed_calls = 0
         self.left_for_budget: set[nn.Linear] = set()
+        self.in_flight = 0  # decoding calls running now (threads)
 
     def __reduce__(self):  # a copied or pickled model starts without packs (a lock cannot be copied)
         return (PrepackCache, ())
@@ -126,6 +127,9 @@ class _DecodingCall:
         if calls < 2:  # used once (cross-attention keys/values, a prompt): packing would not pay
             return None
         with self.cache.lock:
+            current = self.cache.packs.get(module)
+            if current is not None and current.matches(module) and self.cache.in_flight > 1:
+                return None  # another call may be decoding with the pack's row count: no packing back and forth
             self.cache.packs.pop(module, None)  # one pack per matrix: the latest row count's
             held = self.cache.nbytes
             size = self.cache.sizes.get((module, rows))  # MKL's packed size, known once packed
@@ -184,11 +188,15 @@ def prepacked_decoding(owner: nn.Module, language_model: nn.Module, max_bytes: i
         cache = owner.__dict__["_decode_prepacks"] = PrepackCache()
     _use_prepacked_linears(language_model)
     cache.prune(max_bytes)
+    with cache.lock:
+        cache.in_flight += 1
     token = _CALL.set(_DecodingCall(cache, max_bytes))
     try:
         yield
     finally:
         _CALL.reset(token)
+        with cache.lock:
+            cache.in_flight -= 1
     stats = cache.stats()
     if stats.left_for_budget:
         logger.info_once(

@@ -176,3 +176,26 @@ def test_threads_decoding_with_one_model_get_their_own_results(fresh, llm_tokeni
     for i, result in enumerate(results):
         assert_same_decoding(result, expected[i % 2])
     assert model.decode_prepack_stats().packed_calls > 0
+
+
+def test_concurrent_calls_with_other_row_counts_do_not_take_each_others_packs(monkeypatch):
+    """While another call decodes, a call with a different row count uses the plain product instead of
+    repacking the matrix (each would undo the other's pack at every step); alone, it repacks."""
+    monkeypatch.setattr(cpu_decoding, "MIN_WEIGHT_BYTES", 0)
+    owner = torch.nn.Module()
+    owner.lm = torch.nn.Sequential(torch.nn.Linear(32, 48))
+    layer = owner.lm[0]
+    x2, x6 = torch.randn(2, 32), torch.randn(6, 32)
+    with torch.no_grad(), cpu_decoding.prepacked_decoding(owner, owner.lm, 1 << 30):
+        for _ in range(3):
+            torch.testing.assert_close(layer(x2), torch.nn.functional.linear(x2, layer.weight, layer.bias))
+        assert owner._decode_prepacks.packs[layer].rows == 2
+        with cpu_decoding.prepacked_decoding(owner, owner.lm, 1 << 30):  # a second call in flight
+            for _ in range(3):
+                torch.testing.assert_close(layer(x6), torch.nn.functional.linear(x6, layer.weight, layer.bias))
+            assert owner._decode_prepacks.packs[layer].rows == 2
+    with torch.no_grad(), cpu_decoding.prepacked_decoding(owner, owner.lm, 1 << 30):  # alone
+        for _ in range(2):
+            layer(x6)
+        assert owner._decode_prepacks.packs[layer].rows == 6
+    assert owner._decode_prepacks.in_flight == 0
