@@ -1,11 +1,12 @@
 """Faster decoding on a CPU: the LLM's per-token matrix products from MKL-prepacked weights.
 
 A decoding step multiplies a few rows (batch x beams) by every weight matrix of the LLM, and is bound
-by reading the weights. For 2 to 64 rows MKL's fp32 GEMM packs the weight into its blocked layout on
-every call: 4 rows take twice the time of 1 (a 512 x 32128 LM head on 2 cores: 8.8 ms against 4.5
-ms, MKL's matrix-vector path), 20 rows 4.5 times. Packed once per (matrix, row count) and reused by
-every later step, the same products take 0.45-0.65 of the time (one row gains nothing
-and is left alone). The packed copy costs memory, ~1.1-1.8x the matrix at the real models' sizes;
+by reading the weights. From 4 rows on, MKL's fp32 GEMM packs the weight into its blocked layout on
+every call: 4 rows take twice the time of 1-3 (a 512 x 32128 LM head on 2 cores: 8.6 ms against 4.7
+ms, MKL's matrix-vector path). Packed once per (matrix, row count) and reused by every later step, the
+same products take 0.45-0.8 of the time for 4 to 256 rows (weights streaming from memory as in a
+step, matrices of 16-64 MB); for 1-3 rows packing gains nothing (0.9-1.15) and is not done.
+The packed copy costs memory, ~1.1-1.8x the matrix at the real models' sizes;
 so matrices under 4 MiB, which stay in cache between calls and would pack into 3-9x their size, are
 left alone, the packed bytes are capped (`max_bytes`), a matrix is packed the second time one
 decoding call uses it with the same row count (those used once, like T5's cross-attention keys and
@@ -32,7 +33,7 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-MIN_ROWS, MAX_ROWS = 2, 64  # one row: MKL's GEMV already streams the weight once; many: GEMM amortises packing
+MIN_ROWS, MAX_ROWS = 4, 256  # 1-3 rows: MKL's matrix-vector path gains nothing; beyond 256 rows little is left
 MIN_WEIGHT_BYTES = 4 << 20  # smaller matrices stay in cache between calls and pack into 3-9x their size
 _CALL = contextvars.ContextVar("instructblip_prepacked_decoding", default=None)
 
@@ -147,7 +148,7 @@ class _DecodingCall:
 
 
 class PrepackedLinear(nn.Linear):
-    """`nn.Linear`; inside `prepacked_decoding`, without gradients, on fp32 CPU tensors, 2-64 rows are
+    """`nn.Linear`; inside `prepacked_decoding`, without gradients, on fp32 CPU tensors, 4-256 rows are
     multiplied with an MKL-prepacked copy of the weight."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

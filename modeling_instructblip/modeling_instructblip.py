@@ -642,7 +642,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     """
 
     # On a CPU, `generate` keeps MKL-prepacked copies of the LLM's fp32 weight matrices for the decoding
-    # steps (see cpu_decoding.py: 0.45-0.65 of the time per product, for a copy in memory), within this
+    # steps (see cpu_decoding.py: 0.45-0.8 of the time per product, for a copy in memory), within this
     # many bytes; 0 turns it off and frees the copies at the next `generate`.
     decode_prepack_max_bytes: int = 1 << 30
 

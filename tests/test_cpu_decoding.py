@@ -9,12 +9,19 @@ import threading
 
 import pytest
 import torch
-from tests.test_modeling import KINDS, batch, labels_for, training_step
+from tests.test_modeling import KINDS, PROMPTS, labels_for, training_step
+from tests.test_modeling import batch as two_prompts
 
 from modeling_instructblip import InstructBlipForConditionalGeneration, cpu_decoding
 
 
 pytestmark = pytest.mark.skipif(not cpu_decoding.mkl_prepacking_available(), reason="this torch has no MKL")
+FOUR = PROMPTS + ["Describe the picture in a few words, please.", "Is there a circle?"]
+
+
+def batch(kind, llm_tokenizers, bert_tokenizer, **kwargs):
+    """Four prompts: decoding steps of 4 rows (greedy) or 12 (3 beams), where packing starts."""
+    return two_prompts(kind, llm_tokenizers, bert_tokenizer, prompts=FOUR, **kwargs)
 
 
 @pytest.fixture
@@ -58,7 +65,7 @@ def test_prepacked_decoding_gives_the_plain_sequences_and_scores(kind, beams, fr
     assert_same_decoding(second, expected)
     stats = model.decode_prepack_stats()
     names = packed_names(model)
-    # the per-step products, the LM head among them, ran from packs (2 or 6 rows)
+    # the per-step products, the LM head among them, ran from packs (4 or 12 rows)
     assert stats.packed_matrices == len(names) > 0 and stats.packed_calls > 0 and stats.left_for_budget == 0
     assert any("lm_head" in name for name in names)
     assert stats.packed_bytes == sum(pack.weight.nbytes for pack in model._decode_prepacks.packs.values())
@@ -68,11 +75,13 @@ def test_prepacked_decoding_gives_the_plain_sequences_and_scores(kind, beams, fr
         assert any("EncDecAttention.q" in name for name in names)
 
 
-def test_one_row_is_left_to_mkls_matrix_vector_path(fresh, llm_tokenizers, bert_tokenizer):
+def test_fewer_than_four_rows_are_left_to_mkls_matrix_vector_path(fresh, llm_tokenizers, bert_tokenizer):
     model = fresh("llama")
-    inputs = {k: v[:1] for k, v in batch("llama", llm_tokenizers, bert_tokenizer).items()}
+    inputs = {k: v[:3] for k, v in batch("llama", llm_tokenizers, bert_tokenizer).items()}
     decode(model, inputs)
     assert model.decode_prepack_stats().packed_matrices == 0
+    decode(model, inputs, num_beams=2)  # 6 rows
+    assert model.decode_prepack_stats().packed_matrices > 0
 
 
 def test_packs_follow_their_weights(fresh, llm_tokenizers, bert_tokenizer, tmp_path):
@@ -152,7 +161,7 @@ def test_training_copies_and_saving_are_unaffected(fresh, llm_tokenizers, bert_t
 
 
 def test_threads_decoding_with_one_model_get_their_own_results(fresh, llm_tokenizers, bert_tokenizer):
-    """Concurrent calls with different row counts (2 and 6) share the packs: each gets what it gets alone."""
+    """Concurrent calls with different row counts (4 and 12) share the packs: each gets what it gets alone."""
     model = fresh("llama")
     inputs = batch("llama", llm_tokenizers, bert_tokenizer)
     plain = copy.deepcopy(model)
@@ -185,17 +194,17 @@ def test_concurrent_calls_with_other_row_counts_do_not_take_each_others_packs(mo
     owner = torch.nn.Module()
     owner.lm = torch.nn.Sequential(torch.nn.Linear(32, 48))
     layer = owner.lm[0]
-    x2, x6 = torch.randn(2, 32), torch.randn(6, 32)
+    x4, x8 = torch.randn(4, 32), torch.randn(8, 32)
     with torch.no_grad(), cpu_decoding.prepacked_decoding(owner, owner.lm, 1 << 30):
         for _ in range(3):
-            torch.testing.assert_close(layer(x2), torch.nn.functional.linear(x2, layer.weight, layer.bias))
-        assert owner._decode_prepacks.packs[layer].rows == 2
+            torch.testing.assert_close(layer(x4), torch.nn.functional.linear(x4, layer.weight, layer.bias))
+        assert owner._decode_prepacks.packs[layer].rows == 4
         with cpu_decoding.prepacked_decoding(owner, owner.lm, 1 << 30):  # a second call in flight
             for _ in range(3):
-                torch.testing.assert_close(layer(x6), torch.nn.functional.linear(x6, layer.weight, layer.bias))
-            assert owner._decode_prepacks.packs[layer].rows == 2
+                torch.testing.assert_close(layer(x8), torch.nn.functional.linear(x8, layer.weight, layer.bias))
+            assert owner._decode_prepacks.packs[layer].rows == 4
     with torch.no_grad(), cpu_decoding.prepacked_decoding(owner, owner.lm, 1 << 30):  # alone
         for _ in range(2):
-            layer(x6)
-        assert owner._decode_prepacks.packs[layer].rows == 6
+            layer(x8)
+        assert owner._decode_prepacks.packs[layer].rows == 8
     assert owner._decode_prepacks.in_flight == 0
