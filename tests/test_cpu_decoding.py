@@ -70,7 +70,7 @@ def test_prepacked_decoding_gives_the_plain_sequences_and_scores(kind, beams, fr
     assert any("lm_head" in name for name in names)
     assert stats.packed_bytes == sum(pack.weight.nbytes for pack in model._decode_prepacks.packs.values())
     assert not any(name.startswith(("vision_model", "qformer")) for name in names)  # the LLM's only
-    if kind == "t5":  # used once per call (cross-attention keys/values) or with many rows (the encoder): not packed
+    if kind == "t5":  # used once per call (the encoder, cross-attention keys/values): not packed
         assert not any(".encoder." in name or "EncDecAttention.k" in name or "EncDecAttention.v" in name for name in names)
         assert any("EncDecAttention.q" in name for name in names)
 
