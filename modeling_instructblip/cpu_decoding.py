@@ -122,6 +122,8 @@ class _DecodingCall:
         if pack is not None and pack.rows == rows and pack.matches(module):
             self.cache.packed_calls += 1
             return pack.weight
+        if module in self.cache.left_for_budget:  # found not to fit at this call's start or since: plain product
+            return None
         last_rows, calls = self.uses.get(module, (rows, 0))
         calls = calls + 1 if last_rows == rows else 1
         self.uses[module] = (rows, calls)
