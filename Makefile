@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast bench install system-deps clean
 
 install: $(STAMP)
 
@@ -36,8 +36,13 @@ demo: $(STAMP)
 	$(BIN)/python evaluate.py --model $(DEMO_MODEL) --data_dir demo_output/sample_corpus --tasks gqa \
 		--output_dir demo_output/eval --model_name instructblip-tiny-demo
 
+# What the suite needs beyond Python packages: a Chromium for the Space's browser test (installed with
+# apt-get when missing and this user may; otherwise one line says what to install, before anything runs).
+system-deps:
+	@bash tools/ensure_chromium.sh
+
 # The whole suite, slow tests included, on both cores.
-test: $(STAMP)
+test: system-deps $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider
 
 # Skip the tests marked slow (a quick check while working; CI runs `make test`).
