@@ -96,8 +96,9 @@ class InstructConfig(datasets.BuilderConfig):
 
 
 class ErrorReport:
-    """Records kept and rejected (by reason) while building one split; `examples` keeps the first
-    few messages of each reason so a user can find the offending files."""
+    """Records kept and rejected (by reason) while building one split, and the raw items read from
+    each source file; `examples` keeps the first few messages of each reason so a user can find the
+    offending files."""
 
     MAX_EXAMPLES_PER_REASON = 5
 
@@ -105,6 +106,7 @@ class ErrorReport:
         self.dataset = dataset
         self.split = split
         self.num_records = 0
+        self.files: Counter = Counter()  # raw items read, per source file
         self.counts: Counter = Counter()
         self.examples: dict[str, list[str]] = {}
 
@@ -127,6 +129,7 @@ class ErrorReport:
             "split": self.split,
             "num_records": self.num_records,
             "num_skipped": self.num_skipped,
+            "files": dict(sorted(self.files.items())),
             "counts": dict(self.counts),
             "examples": self.examples,
         }
@@ -518,6 +521,7 @@ class InstructBuilder(datasets.GeneratorBasedBuilder):
         self.error_reports[split] = report
         index = 0
         for source, ref, raw in self._raw_items(split, gen_kwargs):
+            report.files[str(source)] += 1
             try:
                 try:
                     records = self._records(raw, split)

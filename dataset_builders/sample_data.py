@@ -17,6 +17,14 @@ import os
 import random
 from dataclasses import dataclass
 
+# Written into every folder of the sample, so a report can say its scores are on synthetic data
+# (evaluation.runner reads it): the files carry the official names and formats, not the official data.
+SYNTHETIC_MARKER = "SYNTHETIC_SAMPLE.txt"
+SYNTHETIC_NOTE = (
+    "This folder holds a synthetic sample written by `python -m dataset_builders.sample_data`, in the\n"
+    "official raw format of the dataset but not its data: scores on it are not comparable with published ones.\n"
+)
+
 SHAPES = ("circle", "square", "triangle")
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40)}
 POSITIONS = ("left", "right", "top", "bottom")
@@ -99,6 +107,13 @@ def draw_scene(scene: Scene, path: str, size: int = 128) -> None:
     image.save(path)
 
 
+def mark_synthetic(data_dir: str) -> None:
+    """Leave the SYNTHETIC_MARKER note in `data_dir`."""
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, SYNTHETIC_MARKER), "w", encoding="utf-8") as f:
+        f.write(SYNTHETIC_NOTE)
+
+
 def _dump(path: str, obj) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f)
@@ -179,6 +194,7 @@ def write_coco_vqav2(
             {**header, "data_type": "mscoco", "annotations": annotations},
         )
     _dump(os.path.join(data_dir, "dataset_coco.json"), {"images": karpathy_images, "dataset": "coco"})
+    mark_synthetic(data_dir)
     return scenes
 
 
@@ -211,6 +227,7 @@ def write_gqa(data_dir: str, num_images: int = 16, seed: int = 1, image_size: in
                 "fullAnswer": f"The answer is {answer}.",
             }
     _dump(os.path.join(data_dir, "testdev_balanced_questions.json"), questions)
+    mark_synthetic(data_dir)
     return scenes
 
 

@@ -1,8 +1,10 @@
 """The evaluation report: results JSON, the paper's Table 1 with the published rows beside ours
 (markdown), a bar chart of the same comparison (PNG), and `model-index` entries for a model card.
 
-The published numbers are the paper's Table 1 (zero-shot, held-out), REFERENCE §7. This module
-formats results; it runs no model and computes no metric.
+The published numbers are the paper's Table 1 (zero-shot, held-out; Dai et al., 2023). Only scores
+on a task's full official split stand beside them (each result's `data`, runner.data_provenance):
+a synthetic sample, a `--limit` or a partial download is reported with what it was, apart from the
+paper. This module formats results; it runs no model and computes no metric.
 """
 
 import json
@@ -73,59 +75,122 @@ def _format(value) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
 
 
+def comparable_tasks(results: dict) -> list[str]:
+    """Our tasks whose score may stand beside published numbers: run on the full official split
+    (runner.data_provenance's `comparable`; results without provenance are not)."""
+    return [name for name, result in results["tasks"].items() if result.get("comparable")]
+
+
+def _data(result: dict) -> str:
+    return (result.get("data") or {}).get("description", "not recorded")
+
+
+def _files(result: dict) -> str:
+    files = (result.get("data") or {}).get("files") or {}
+    return ", ".join(f"{path} ({count:,})" for path, count in files.items()) or "not recorded"
+
+
 def markdown_table(results: dict) -> str:
-    """Table 1 as the paper lays it out (published rows, then ours), followed by the details of
-    every task we ran (split, metric, number of samples) and any held-in results."""
+    """Table 1 as the paper lays it out (published rows, then ours) when some of our Table 1 tasks
+    ran on their full official split, with only those scores in our row; then every task we ran with
+    the data it read (description, files and raw items per file), split, metric, samples and score.
+    A run on other data (a synthetic sample, a --limit, a partial download) is never put beside the
+    published rows."""
     model, ours = results["model"], results["tasks"]
-    header = "| Model | " + " | ".join(TABLE1_COLUMNS.values()) + " |"
-    lines = [
-        "## Zero-shot results on held-out datasets (the paper's Table 1)",
-        "",
-        header,
-        "|---|" + "---:|" * len(TABLE1_COLUMNS),
-    ]
-    for name, values in PUBLISHED_TABLE1.items():
-        lines.append(f"| {name} | " + " | ".join(_format(v) for v in values) + " |")
-    row = [_format(ours[task]["score"]) if task in ours else "–" for task in TABLE1_COLUMNS]
-    lines.append(f"| **{model} (ours)** | " + " | ".join(row) + " |")
+    comparable = comparable_tasks(results)
+    in_table1 = [task for task in TABLE1_COLUMNS if task in comparable]
+    set_apart = [task for task in ours if task not in comparable]
+    if in_table1:
+        lines = [
+            "## Zero-shot results on held-out datasets (the paper's Table 1)",
+            "",
+            "| Model | " + " | ".join(TABLE1_COLUMNS.values()) + " |",
+            "|---|" + "---:|" * len(TABLE1_COLUMNS),
+        ]
+        for name, values in PUBLISHED_TABLE1.items():
+            lines.append(f"| {name} | " + " | ".join(_format(v) for v in values) + " |")
+        row = [_format(ours[task]["score"]) if task in in_table1 else "–" for task in TABLE1_COLUMNS]
+        lines.append(f"| **{model} (ours)** | " + " | ".join(row) + " |")
+        lines += ["", f"Published rows: {PUBLISHED_SOURCE}. Ours: this run, on the full official splits "
+                  "(– where a task was not run on one)."]
+        if set_apart:
+            lines += ["", "Not in this table, because their data is not the full official split: "
+                      + "; ".join(f"{ours[task]['title']} ({_data(ours[task])})" for task in set_apart) + "."]
+    else:
+        lines = [
+            f"## Zero-shot results of {model}",
+            "",
+            "No published numbers are shown: none of this run's data is a full official split (see *Data* "
+            "below), so its scores are not comparable with the paper's Table 1.",
+        ]
     lines += [
-        "",
-        f"Published rows: {PUBLISHED_SOURCE}. Ours: this run (– where a task was not run).",
         "",
         "### Our runs",
         "",
-        "| Task | Dataset | Split | Metric | Samples | Score |",
-        "|---|---|---|---|---:|---:|",
+        "| Task | Data | Read from (raw items) | Split | Metric | Samples | Score |",
+        "|---|---|---|---|---|---:|---:|",
     ]
     for name, result in ours.items():
         limited = " (limit)" if result.get("limit") is not None else ""
         role = "held-out" if result.get("held_out", True) else "held-in"
         lines.append(
-            f"| {result['title']} ({role}) | {result['dataset']} | {result['split']} | "
+            f"| {result['title']} ({role}) | {_data(result)} | {_files(result)} | {result['split']} | "
             f"{METRIC_NAMES.get(result['metric'], result['metric'])} | {result['num_samples']}{limited} | "
             f"{_format(result['score'])} |"
         )
+    if set_apart:
+        lines += ["", "The model card's `model-index` holds only the scores on full official splits."]
     return "\n".join(lines) + "\n"
 
 
+def _wrap(text: str, width: int = 100) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def chart_tasks_and_title(results: dict) -> tuple[list[str], str]:
+    """The chart's tasks and title: the Table 1 tasks run on their full official splits (the others
+    named in the title), or, with none, every task we ran, the title saying on what data and that it
+    is not comparable with the paper."""
+    ours = results["tasks"]
+    comparable = comparable_tasks(results)
+    tasks = [task for task in TABLE1_COLUMNS if task in comparable]
+    if tasks:
+        title = "Zero-shot on the full official splits: ours vs. the paper's Table 1"
+        others = [ours[task]["title"] for task in ours if task not in tasks]
+        if others:
+            title += "\n" + _wrap("not shown (not a full official split): " + ", ".join(others))
+        return tasks, title
+    tasks = list(ours)
+    synthetic = bool(tasks) and all((ours[task].get("data") or {}).get("synthetic") for task in tasks)
+    what = "a synthetic sample" if synthetic else "data that is not the full official split"
+    title = f"Zero-shot on {what}: not comparable with the paper's Table 1\n" + _wrap(
+        "; ".join(f"{ours[task]['title']}: {_data(ours[task])}" for task in tasks))
+    return tasks, title
+
+
 def plot_comparison(results: dict, path: str, compare_with=None) -> str:
-    """A grouped bar chart (PNG) of our scores beside the published rows, on the Table 1 tasks we
-    ran (or, with none, on the held-in tasks we ran). `compare_with`: published row names (default all)."""
+    """A grouped bar chart (PNG). With Table 1 tasks run on their full official splits: our scores on
+    those beside the published rows (`compare_with`: row names, default all), the other tasks named
+    in the title. Otherwise: our scores alone, the title saying what data they are on and that they
+    are not comparable with the paper."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     ours = results["tasks"]
-    tasks = [task for task in TABLE1_COLUMNS if task in ours] or list(ours)
+    tasks, title = chart_tasks_and_title(results)
     series = {}
-    for model in compare_with if compare_with is not None else PUBLISHED_TABLE1:
-        row = published(model)
-        if any(task in row for task in tasks):
-            series[model] = [row.get(task, math.nan) for task in tasks]
+    if tasks and all(task in comparable_tasks(results) for task in tasks):
+        for model in compare_with if compare_with is not None else PUBLISHED_TABLE1:
+            row = published(model)
+            if any(task in row for task in tasks):
+                series[model] = [row.get(task, math.nan) for task in tasks]
     series[f"{results['model']} (ours)"] = [
         ours[task]["score"] if ours[task]["score"] is not None else math.nan for task in tasks
     ]
 
-    figure = Figure(figsize=(max(6.0, 1.1 * len(tasks) + 2.0), 4.5))
+    figure = Figure(figsize=(max(6.5, 1.1 * len(tasks) + 2.0), 4.5 + 0.2 * title.count("\n")))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     width = 0.8 / len(series)
@@ -135,7 +200,7 @@ def plot_comparison(results: dict, path: str, compare_with=None) -> str:
     axes.set_xticks(range(len(tasks)))
     axes.set_xticklabels([TABLE1_COLUMNS.get(task, ours[task]["title"]) for task in tasks], rotation=30, ha="right")
     axes.set_ylabel("score (CIDEr, accuracy, MRR, AUC; 0-100 scale)")
-    axes.set_title("Zero-shot evaluation: ours vs. the paper's Table 1")
+    axes.set_title(title, fontsize=9)
     axes.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -143,9 +208,11 @@ def plot_comparison(results: dict, path: str, compare_with=None) -> str:
 
 
 def eval_results(results: dict) -> list[EvalResult]:
-    """`huggingface_hub.EvalResult`s of our scored tasks, for `ModelCardData(eval_results=...)`."""
+    """`huggingface_hub.EvalResult`s of our scored tasks on full official splits, for
+    `ModelCardData(eval_results=...)`: a score on other data must not be listed as the benchmark's."""
     entries = []
-    for name, result in results["tasks"].items():
+    for name in comparable_tasks(results):
+        result = results["tasks"][name]
         if result["score"] is None:
             continue
         setting = "Zero-shot" if result.get("held_out", True) else "Held-in"

@@ -28,6 +28,7 @@ from accelerate.utils import gather_object, parse_flag_from_env
 from tqdm.auto import tqdm
 
 from dataset_builders import load
+from dataset_builders.sample_data import SYNTHETIC_MARKER
 
 from . import report
 from .tasks import (
@@ -51,14 +52,60 @@ METRICS_FILE = "metrics.json"
 PARTIAL_DIR = "partial"
 
 
-def load_records(task: Task, data_dir: str, cache_dir: str | None = None, limit: int | None = None):
+def load_records(task: Task, data_dir: str, cache_dir: str | None = None, limit: int | None = None,
+                 return_provenance: bool = False):
     """The task's split as a `datasets.Dataset`, built from `<data_dir>/<task.dataset>/` (first
-    `limit` records only, when given)."""
-    dataset = load(task.dataset, os.path.join(data_dir, task.dataset), task.split, cache_dir=cache_dir,
-                   **task.builder_options)
+    `limit` records only, when given); with `return_provenance`, `(dataset, data_provenance(...))`."""
+    folder = os.path.join(data_dir, task.dataset)
+    dataset, build_report = load(task.dataset, folder, task.split, cache_dir=cache_dir, return_report=True,
+                                 **task.builder_options)
+    provenance = data_provenance(task, folder, build_report, len(dataset), limit)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
-    return dataset
+    return (dataset, provenance) if return_provenance else dataset
+
+
+def data_provenance(task: Task, folder: str, build_report: dict | None, num_records: int, limit: int | None) -> dict:
+    """What a score was computed on: the files the builder read (raw items from each, relative to
+    `folder`), the records built and skipped, and whether that is the task's full official split.
+
+    `comparable` (a score that may stand beside published numbers) holds only when the folder is not
+    a synthetic sample (no `SYNTHETIC_MARKER`), the build skipped nothing, its record count equals
+    the official split's (`task.official_records`) and no `limit` cut it.
+    """
+    report = build_report or {}
+    inside = os.path.abspath(folder) + os.sep
+    files = {(os.path.relpath(path, folder) if os.path.abspath(path).startswith(inside) else path): n
+             for path, n in report.get("files", {}).items()}
+    synthetic = os.path.isfile(os.path.join(folder, SYNTHETIC_MARKER))
+    skipped = report.get("num_skipped", 0)
+    official = task.official_records
+    official_split = not synthetic and official is not None and num_records == official and not skipped
+    evaluated = num_records if limit is None else min(limit, num_records)
+    split = task.split
+    unit = task.record_unit.removesuffix("s") if num_records == 1 else task.record_unit
+    if synthetic:
+        description = f"synthetic sample in the official format, {num_records:,} {unit}"
+    elif official_split:
+        description = f"official {split}, all {num_records:,} {unit}"
+    else:
+        description = f"{num_records:,} {unit}" + (f" ({skipped:,} raw records skipped)" if skipped else "")
+    if not official_split:
+        description += (f"; the official {split} has {official:,}" if official is not None else
+                        f"; the official {split}'s size is not recorded, so it cannot be checked")
+    if evaluated < num_records:
+        description += f"; first {evaluated:,} evaluated (--limit)"
+    return {
+        "folder": folder,
+        "files": files,
+        "num_records": num_records,
+        "num_skipped": skipped,
+        "official_records": official,
+        "synthetic": synthetic,
+        "official_split": official_split,
+        "comparable": official_split and evaluated == num_records,
+        "description": description,
+    }
 
 
 def distributed_state() -> PartialState:
@@ -211,14 +258,15 @@ def run_task(
     progress: bool = True,
 ) -> dict:
     """Evaluate `model` on one task and return its result: {"task", "title", "dataset", "split",
-    "metric", "score", "metrics", "num_samples", "settings"}. Every process returns the same result.
+    "metric", "score", "metrics", "num_samples", "data" (data_provenance), "comparable", "settings"}.
+    Every process returns the same result.
 
     With `output_dir`, predictions go to `<output_dir>/<task.name>/` (see the module docstring) and
     finished samples are skipped; without it nothing is written (e.g. held-in validation in training).
     """
     state = state or distributed_state()
     with state.main_process_first():  # the main process builds the dataset cache, the others reuse it
-        dataset = load_records(task, data_dir, cache_dir=cache_dir, limit=limit)
+        dataset, provenance = load_records(task, data_dir, cache_dir=cache_dir, limit=limit, return_provenance=True)
     ids = list(dataset["id"])
     settings = task_settings(task, model, dataset)
 
@@ -279,6 +327,8 @@ def run_task(
         "metrics": metrics,
         "num_samples": len(rows),
         "limit": limit,
+        "data": provenance,
+        "comparable": provenance["comparable"],
         "settings": settings["task"],
     }
     if task_dir is not None and state.is_main_process:

@@ -98,6 +98,10 @@ class Task:
     length_normalize: bool = False  # score candidates by mean instead of summed log-likelihood
     candidate_batch_size: int | None = None  # candidates scored at once per sample (None: all)
     builder_options: dict = field(default_factory=dict)  # passed to dataset_builders.load
+    # the full official split: records the builder emits from it (None: not recorded) and what one record is;
+    # only a run on exactly that many records may stand beside published numbers (runner.data_provenance)
+    official_records: int | None = None
+    record_unit: str = "questions"
 
 
 # LAVIS's predict_answers (short-answer VQA) and captioning eval configs
@@ -112,7 +116,8 @@ TASKS = {task.name: task for task in [
     # held-out, in Table 1's column order; prompts come with the records
     Task("nocaps", "NoCaps", "nocaps", "validation", True, GENERATE, "cider", "answers", **CAPTIONING),
     Task("flickr30k", "Flickr30K", "flickr30k", "test", True, GENERATE, "cider", "answers", **CAPTIONING),
-    Task("gqa", "GQA", "gqa", "test_dev", True, GENERATE, "accuracy", "target", normalize="vqa", **SHORT_ANSWER),
+    Task("gqa", "GQA", "gqa", "test_dev", True, GENERATE, "accuracy", "target", normalize="vqa", **SHORT_ANSWER,
+         official_records=12_578),
     Task("vsr", "VSR", "vsr", "test", True, RANK, "accuracy", "answer_index", candidates=VERBALISERS),
     Task("iconqa", "IconQA", "iconqa", "test", True, RANK, "accuracy", "answer_index", candidates=CHOICES),
     Task("textvqa", "TextVQA", "textvqa", "validation", True, GENERATE, "vqa_accuracy", "answers", **SHORT_ANSWER),

@@ -159,8 +159,8 @@ batched and beam decoding (0.45-0.8 of the time per product), within `model.deco
         from evaluation.report import markdown_table
 
         sections.append(
-            "## Zero-shot evaluation\n\nHeld-out datasets with the paper's protocols (`evaluate.py`), beside the "
-            "published rows of the paper's Table 1:\n\n" + markdown_table(zero_shot_results)
+            "## Zero-shot evaluation\n\nHeld-out datasets with the paper's protocols (`evaluate.py`); only scores "
+            "on a full official split stand beside the paper's Table 1:\n\n" + markdown_table(zero_shot_results)
         )
     if (folder / LOSS_CURVE_FILENAME).exists():
         sections.append(f"## Loss curve\n\n![loss curve]({LOSS_CURVE_FILENAME})")

@@ -3,6 +3,7 @@ official-format fixtures with a tiny model loaded the way the CLI loads it; prom
 settings as the paper's; metric values on scripted model outputs; the report; --limit; resuming;
 and two processes giving one process's results."""
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -16,8 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from evaluation import TASKS, run_task, run_tasks
+from evaluation import TASKS, report, run_task, run_tasks
 from evaluation.report import PUBLISHED_TABLE1, TABLE1_COLUMNS
+from evaluation.runner import data_provenance
 from evaluation.tasks import (
     HELD_IN_TASKS,
     HELD_OUT_TASKS,
@@ -382,7 +384,10 @@ def test_cli_writes_predictions_results_table_chart_and_model_index(cli, model_f
     out = tmp_path / "eval"
     results = cli.main(["--model", model_folder("llama"), "--data_dir", data_dir, "--tasks", "gqa,vsr,hateful_memes",
                         "--output_dir", str(out), "--cache_dir", cache_dir, "--batch_size", "2", "--model_name",
-                        "tiny-llama", "--set", "gqa.num_beams=2", "--set", "gqa.max_len=3"])
+                        "tiny-llama", "--set", "gqa.num_beams=2", "--set", "gqa.max_len=3",
+                        # the fixtures stand for the full official splits of GQA and VSR (their record
+                        # counts); HM's official size stays unrecorded, so HM is set apart
+                        "--set", "gqa.official_records=1", "--set", "vsr.official_records=2"])
     assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
     assert results["model"] == "tiny-llama" and list(results["tasks"]) == ["gqa", "vsr", "hateful_memes"]
     assert results["tasks"]["gqa"]["settings"]["num_beams"] == 2
@@ -398,8 +403,17 @@ def test_cli_writes_predictions_results_table_chart_and_model_index(cli, model_f
         cells = " | ".join("–" if v is None else f"{v:.1f}" for v in values)
         assert f"| {model} | {cells} |" in table
     assert "| Model | NoCaps | Flickr | GQA | VSR | IconQA | TextVQA | Visdial | HM | VizWiz | SciQA | MSVD | MSRVTT | iVQA |" in table
-    ours = f"| **tiny-llama (ours)** | – | – | {results['tasks']['gqa']['score']:.1f} | {results['tasks']['vsr']['score']:.1f} |"
-    assert ours in table
+    ours = (f"| **tiny-llama (ours)** | – | – | {results['tasks']['gqa']['score']:.1f} | "
+            f"{results['tasks']['vsr']['score']:.1f} | – | – | – | – | – | – | – | – | – |")
+    assert ours in table  # HM ran but is not a full official split: "–" in Table 1, reported below
+    assert "Not in this table, because their data is not the full official split: HM (2 questions; the official " \
+           "validation's size is not recorded, so it cannot be checked)." in table
+    assert "| GQA (held-out) | official test_dev, all 1 question | testdev_balanced_questions.json (1) | test_dev |" in table
+    gqa = results["tasks"]["gqa"]["data"]
+    assert gqa["files"] == {"testdev_balanced_questions.json": 1} and gqa["num_records"] == 1
+    assert gqa["comparable"] and not gqa["synthetic"] and not results["tasks"]["hateful_memes"]["comparable"]
+    tasks, title = report.chart_tasks_and_title(results)
+    assert tasks == ["gqa", "vsr"] and title.startswith("Zero-shot on the full official splits") and "HM" in title
 
     with Image.open(out / "table1.png") as image:
         image.verify()
@@ -407,7 +421,7 @@ def test_cli_writes_predictions_results_table_chart_and_model_index(cli, model_f
         assert image.format == "PNG" and image.size[0] > 300
 
     model_index = json.loads((out / "model_index.json").read_text())
-    assert model_index[0]["name"] == "tiny-llama" and len(model_index[0]["results"]) == 3
+    assert model_index[0]["name"] == "tiny-llama" and len(model_index[0]["results"]) == 2  # not HM's
     entry = model_index[0]["results"][0]
     assert entry["task"]["type"] == "visual-question-answering"
     assert entry["dataset"] == {"name": "GQA", "type": "gqa", "split": "test_dev"}
@@ -433,7 +447,49 @@ def test_limit_takes_the_first_samples(load, data_dir, cache_dir, tmp_path):
     hm = results["tasks"]["hateful_memes"]  # one class only: no ROC AUC, but the run and report finish
     assert hm["score"] is None and "both positive and negative" in hm["metrics"]["error"]
     table = (tmp_path / "one" / "table1.md").read_text()
-    assert "| **tiny (ours)** | " + " | ".join(["–"] * 13) + " |" in table
+    assert "No published numbers are shown" in table and ("| HM (held-out) | 2 questions; the official validation's size is not "
+                                                      "recorded, so it cannot be checked; first 1 evaluated (--limit) |") in table
+
+
+def test_a_limited_or_incomplete_official_split_is_not_comparable(load, data_dir, cache_dir, tmp_path):
+    """Only the full official split, nothing skipped and nothing cut, may stand beside the paper."""
+    model, processor = load("llama")
+    full = dataclasses.replace(TASKS["vsr"], official_records=2)
+    result = run_task(model, processor, full, data_dir, None, cache_dir=cache_dir, progress=False)
+    assert result["comparable"] and result["data"]["description"] == "official test, all 2 questions"
+    result = run_task(model, processor, full, data_dir, None, limit=1, cache_dir=cache_dir, progress=False)
+    assert not result["comparable"] and result["data"]["official_split"]
+    assert result["data"]["description"] == "official test, all 2 questions; first 1 evaluated (--limit)"
+    larger = dataclasses.replace(TASKS["vsr"], official_records=1_222)
+    result = run_task(model, processor, larger, data_dir, None, cache_dir=cache_dir, progress=False)
+    assert not result["comparable"] and result["data"]["description"] == "2 questions; the official test has 1,222"
+    report_ = {"num_records": 2, "num_skipped": 1, "files": {}}
+    provenance = data_provenance(full, str(tmp_path), report_, 2, None)
+    assert not provenance["comparable"] and "1 raw records skipped" in provenance["description"]
+
+
+def test_a_synthetic_sample_is_labelled_and_kept_apart_from_the_paper(load, cache_dir, tmp_path):
+    """The demo's case: GQA's file name and format, synthetic content. Its score gets no published row
+    in the table or chart, and the report says what the data is and how many questions it had."""
+    from dataset_builders.sample_data import SYNTHETIC_MARKER, write_gqa
+
+    write_gqa(str(tmp_path / "data" / "gqa"), num_images=4)
+    assert (tmp_path / "data" / "gqa" / SYNTHETIC_MARKER).is_file()
+    model, processor = load("llama")
+    results = run_tasks(model, processor, ["gqa"], str(tmp_path / "data"), str(tmp_path / "eval"), cache_dir=cache_dir,
+                        model_name="tiny", overrides=["gqa.max_len=2", "gqa.num_beams=1"], progress=False)
+    gqa = results["tasks"]["gqa"]
+    assert gqa["data"]["synthetic"] and not gqa["comparable"] and gqa["num_samples"] == 12
+    assert gqa["data"]["files"] == {"testdev_balanced_questions.json": 12}
+    table = (tmp_path / "eval" / "table1.md").read_text()
+    assert "No published numbers are shown" in table
+    assert not any(name in table for name in PUBLISHED_TABLE1) and "Table 1 |" not in table
+    assert ("| GQA (held-out) | synthetic sample in the official format, 12 questions; the official test_dev "
+            "has 12,578 | testdev_balanced_questions.json (12) |") in table
+    tasks, title = report.chart_tasks_and_title(results)
+    assert tasks == ["gqa"] and title.startswith("Zero-shot on a synthetic sample: not comparable with the paper's")
+    assert "12 questions" in title and "12,578" in title
+    assert json.loads((tmp_path / "eval" / "model_index.json").read_text()) == []
 
 
 # -- resuming ----------------------------------------------------------------------------------------------

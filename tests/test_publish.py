@@ -150,7 +150,8 @@ def test_model_card_takes_zero_shot_results_from_evaluate_py(trained, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(trained[2], folder)
     task = {"title": "GQA", "dataset": "gqa", "split": "test_dev", "metric": "accuracy", "score": 41.5,
-            "num_samples": 12, "held_out": True}
+            "num_samples": 12, "held_out": True, "comparable": True,
+            "data": {"description": "official test_dev, all 12,578 questions", "files": {}}}
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "results.json").write_text(json.dumps(results_dict("tiny", {"gqa": task})))
     assert main(["card", str(folder), "--eval-dir", str(tmp_path / "eval"), "--repo-id", "org/m",
