@@ -6,8 +6,10 @@ top-p.
 
 The model is `INSTRUCTBLIP_MODEL` (a Hub repo id or a folder, loaded with `AutoModel` /
 `AutoProcessor` and `trust_remote_code=True`; `INSTRUCTBLIP_REVISION` pins the Hub revision). Unset,
-a tiny random InstructBLIP is built at start-up (`modeling_instructblip.tiny`), so the app runs on a
-CPU with nothing downloaded: its answers are arbitrary text.
+in a checkout where `make demo` has run, it is the tiny model the demo trained
+(`demo_output/instructblip-tiny-trained`, which answers colour questions about its synthetic shapes);
+with neither, a tiny random InstructBLIP is built at start-up (`modeling_instructblip.tiny`), so the
+app runs on a CPU with nothing downloaded: its answers are arbitrary text. The page says which.
 
 Guards, all answered with a message rather than a stack trace: uploads over `max_upload_mb` (refused
 by the server before they reach the model, and checked again here), unreadable or decompression-bomb
@@ -34,6 +36,10 @@ REVISION_VARIABLE = "INSTRUCTBLIP_REVISION"
 # it is in the top-level assets/.
 EXAMPLE_IMAGE = next((p for p in (HERE / "assets" / "demo.jpg", HERE.parent / "assets" / "demo.jpg") if p.is_file()), None)
 EXAMPLE_INSTRUCTIONS = ["What color is the square? Short answer:", "A short image description:"]
+# Where `make demo` saves the model it trains (the Makefile's DEMO_MODEL), relative to the repository.
+DEMO_MODEL = Path("demo_output") / "instructblip-tiny-trained"
+RANDOM_MODEL_NOTE = ("Model: a tiny **untrained** InstructBLIP built at start-up (set `INSTRUCTBLIP_MODEL` to a Hub id, "
+                     "or run `make demo` to train the tiny one), so answers are arbitrary text.")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,21 @@ class Limits:
 
 
 LIMITS = Limits()
+
+
+def choose_model(environ=os.environ, root: Path = HERE.parent) -> tuple[str | None, str]:
+    """(what to load, the page's line naming it): `INSTRUCTBLIP_MODEL` when set, else the folder
+    `make demo` trained under `root` when it holds a saved model, else None (the random tiny model)."""
+    name = environ.get(MODEL_VARIABLE) or None
+    if name:
+        return name, f"Model: `{name}`."
+    trained = root / DEMO_MODEL
+    if (trained / "config.json").is_file():
+        return str(trained), (
+            f"Model: the tiny InstructBLIP that `make demo` trained (`{DEMO_MODEL.as_posix()}`): it has learnt "
+            "the synthetic corpus' coloured shapes and little else (set `INSTRUCTBLIP_MODEL` to a Hub id for a real one)."
+        )
+    return None, RANDOM_MODEL_NOTE
 
 
 def load_model(name: str | None = None, revision: str | None = None):
@@ -166,13 +187,9 @@ def make_answer_fn(model, processor, limits: Limits):
     return answer
 
 
-def build_demo(model, processor, limits: Limits = LIMITS, model_name: str | None = None) -> gr.Blocks:
+def build_demo(model, processor, limits: Limits = LIMITS, about: str = RANDOM_MODEL_NOTE) -> gr.Blocks:
+    """The page; `about` is the line saying which model answers (choose_model's second value)."""
     generation = model.generation_config
-    about = (
-        f"Model: `{model_name}`." if model_name else
-        "Model: a tiny **untrained** InstructBLIP built at start-up (set `INSTRUCTBLIP_MODEL` to a Hub id), "
-        "so answers are arbitrary text."
-    )
     with gr.Blocks(title="InstructBLIP") as demo:
         gr.Markdown(
             "# InstructBLIP\nInstruction-tuned vision-language model (Dai et al., 2023). Upload an image or a "
@@ -225,9 +242,9 @@ def launch(demo: gr.Blocks, limits: Limits = LIMITS, **kwargs):
     return demo.launch(**kwargs)
 
 
-MODEL_NAME = os.environ.get(MODEL_VARIABLE) or None
+MODEL_NAME, ABOUT_MODEL = choose_model()
 model, processor = load_model(MODEL_NAME, os.environ.get(REVISION_VARIABLE) or None)
-demo = build_demo(model, processor, LIMITS, MODEL_NAME)
+demo = build_demo(model, processor, LIMITS, ABOUT_MODEL)
 
 if __name__ == "__main__":
     launch(demo)

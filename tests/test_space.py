@@ -2,12 +2,14 @@
 (upload, type, click, read the answer), called through `gradio_client`, and sent 20 requests at once.
 It runs the tiny model the app builds when `INSTRUCTBLIP_MODEL` is unset.
 
-The browser test needs Debian's Chromium (`apt-get install chromium`, at /usr/bin/chromium or
-$CHROMIUM) and Playwright's Python package; it fails, naming the install step, when either is missing.
+The browser test needs a Chromium ($CHROMIUM, else `chromium` on PATH; `make test` installs Debian's
+package when it is missing, tools/ensure_chromium.sh) and Playwright's Python package; it fails,
+naming the install step, when either is missing.
 """
 
 import importlib.util
 import os
+import shutil
 import socket
 import threading
 from importlib.metadata import version
@@ -18,25 +20,37 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "space"
 IMAGE = ROOT / "assets" / "demo.jpg"
 INSTRUCTION = "What color is the square? Short answer:"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "chromium"  # as tools/ensure_chromium.sh
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-@pytest.fixture(scope="module")
-def app():
-    """space/app.py imported from its path (a Space is not a package), with no model configured."""
+def import_app(root: Path, name: str = "instructblip_space_app"):
+    """space/app.py copied into `root/space/` (with the example image in `root/assets/`, as in the
+    repository) and imported from there with no model configured; a copy, so that whether `make demo`
+    has run in this checkout does not change which model the test gets."""
+    (root / "space").mkdir(parents=True, exist_ok=True)
+    (root / "assets").mkdir(exist_ok=True)
+    shutil.copy(SPACE / "app.py", root / "space" / "app.py")
+    shutil.copy(IMAGE, root / "assets" / IMAGE.name)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("INSTRUCTBLIP_MODEL", raising=False)
-        spec = importlib.util.spec_from_file_location("instructblip_space_app", SPACE / "app.py")
+        spec = importlib.util.spec_from_file_location(name, root / "space" / "app.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app as a fresh checkout runs it: no model configured, no `make demo` output."""
+    return import_app(tmp_path_factory.mktemp("checkout"))
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +208,8 @@ def test_twenty_concurrent_requests_wait_in_the_queue_and_all_get_answers(app, c
 @pytest.mark.slow
 def test_a_person_uploads_an_image_asks_and_reads_an_answer(url, tmp_path, record_property):
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's package with `apt-get install -y chromium` "
-                    "(or point $CHROMIUM at a Chromium binary); CI installs it in .ci/run")
+        pytest.fail(f"Chromium not found ({CHROMIUM}): install Debian's package with `apt-get install -y chromium` "
+                    "(or point $CHROMIUM at a Chromium binary); `make test` does this when it can")
     try:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
@@ -235,3 +249,42 @@ def test_a_configured_model_is_loaded_with_remote_code(app, tmp_path):
     assert type(loaded).__module__.startswith("transformers_modules.")
     answer = app.make_answer_fn(loaded, loaded_processor, app.LIMITS)
     assert answer(str(IMAGE), None, INSTRUCTION, 1, 4, False, 1.0, 0.9).strip()
+
+
+def _page_text(demo) -> str:
+    import gradio as gr
+
+    return "\n".join(block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown))
+
+
+def test_a_fresh_checkout_serves_the_random_model_and_says_so(app):
+    assert app.MODEL_NAME is None
+    assert "untrained" in _page_text(app.demo) and "make demo" in _page_text(app.demo)
+
+
+def test_after_make_demo_the_app_serves_the_trained_model(tmp_path):
+    """With `INSTRUCTBLIP_MODEL` unset, the folder `make demo` wrote is what answers, and the page names it."""
+    from modeling_instructblip import tiny
+
+    model, processor = tiny.build("llama", seed=3)
+    trained = tmp_path / "demo_output" / "instructblip-tiny-trained"
+    model.save_pretrained(trained)
+    processor.save_pretrained(trained)
+    served = import_app(tmp_path, name="instructblip_space_app_trained")
+    assert served.MODEL_NAME == str(trained)
+    text = _page_text(served.demo)
+    assert "`make demo` trained" in text and "demo_output/instructblip-tiny-trained" in text
+    assert "untrained" not in text
+    expected = model.state_dict()
+    for key, value in served.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
+    answer = served.make_answer_fn(served.model, served.processor, served.LIMITS)
+    assert isinstance(answer(str(IMAGE), None, INSTRUCTION, 1, 4, False, 1.0, 0.9), str)
+
+
+def test_a_configured_model_wins_over_the_demo_folder(app, tmp_path):
+    (tmp_path / "demo_output" / "instructblip-tiny-trained").mkdir(parents=True)
+    (tmp_path / "demo_output" / "instructblip-tiny-trained" / "config.json").write_text("{}")
+    assert app.choose_model({"INSTRUCTBLIP_MODEL": "org/model"}, tmp_path) == ("org/model", "Model: `org/model`.")
+    assert app.choose_model({}, tmp_path)[0] == str(tmp_path / "demo_output" / "instructblip-tiny-trained")
+    assert app.choose_model({}, tmp_path / "elsewhere") == (None, app.RANDOM_MODEL_NOTE)
