@@ -12,9 +12,12 @@ A task answers three questions:
 
 Decoding follows LAVIS (REFERENCE §4): short answers use beams 5, max_len 10, min_len 1,
 length penalty 0 (Vicuna) / -1 (FlanT5); captions beams 5, max_len 80, min_len 10, length penalty
-1; every `generate` call keeps LAVIS's repetition penalty 1.5. `max_len` counts new tokens (LAVIS:
-`max_length` with inputs_embeds for Vicuna, `max_new_tokens` for T5); `min_len` is LAVIS's
-`min_length`, which for T5 counts the decoder start token (so min_len 10 means 9 new tokens).
+1; every `generate` call keeps LAVIS's repetition penalty 1.5. `max_len` / `min_len` are LAVIS's
+arguments, mapped to the new tokens they gave: FlanT5 gets `max_new_tokens=max_len` and
+`min_length=min_len`, which counts the decoder start token (min_len 10: 9 new tokens at least);
+Vicuna gets `generate(inputs_embeds=..., max_length=max_len, min_length=min_len)`, which under the
+transformers LAVIS ran (4.28-4.33) counts a seeded BOS: max_len - 1 new tokens at most and
+min_len - 1 at least (min_len 1 allows an empty answer).
 
 Binary tasks (VSR, HatefulMemes) rank the verbalisers: positive {yes, true}, negative {no,
 false}. A side's probability is the sum of its verbalisers' probabilities; the prediction is the
@@ -236,17 +239,18 @@ def candidates_for(task: Task, record: dict) -> list[str]:
 
 def generate_kwargs(task: Task, is_encoder_decoder: bool) -> dict:
     """Keyword arguments for `model.generate` (they override the model's generation_config)."""
-    kwargs = dict(
-        do_sample=False,
-        num_beams=task.num_beams,
-        max_new_tokens=task.max_len,
-        repetition_penalty=task.repetition_penalty,
-    )
+    kwargs = dict(do_sample=False, num_beams=task.num_beams, repetition_penalty=task.repetition_penalty)
     if is_encoder_decoder:
         # LAVIS passes min_length to T5, where it counts the decoder start token
-        kwargs.update(min_length=task.min_len, min_new_tokens=None, length_penalty=task.length_penalty_encoder_decoder)
-    else:
-        kwargs.update(min_new_tokens=task.min_len, length_penalty=task.length_penalty_decoder_only)
+        kwargs.update(
+            max_new_tokens=task.max_len, min_length=task.min_len, min_new_tokens=None,
+            length_penalty=task.length_penalty_encoder_decoder,
+        )
+    else:  # LAVIS's max_length / min_length counted the BOS transformers 4.28-4.33 seeded the output with
+        kwargs.update(
+            max_new_tokens=max(task.max_len - 1, 1), min_new_tokens=max(task.min_len - 1, 0),
+            length_penalty=task.length_penalty_decoder_only,
+        )
     return kwargs
 
 

@@ -14,6 +14,10 @@ TRANSFORMERS_MODEL_TYPES = {
     "instructblip": "instructblip_hub",
     "instructblip_vision_model": "instructblip_hub_vision",
     "instructblip_qformer": "instructblip_hub_qformer",
+    # transformers' InstructBlipVideo* classes: the same model, frames through the Q-Former one by one
+    "instructblipvideo": "instructblip_hub",
+    "instructblipvideo_vision_model": "instructblip_hub_vision",
+    "instructblipvideo_qformer": "instructblip_hub_qformer",
 }
 
 
@@ -78,6 +82,18 @@ class InstructBlipConfig(PreTrainedConfig):
             puts `num_query_tokens` of them at the front of the LLM input, the model writes the
             projected query outputs there.
         vision_feature_layer: hidden-state index taken from a non-EVA vision tower (-1: last).
+        vision_layernorm_eps: eps of the trainable LayerNorm after the vision tower (LAVIS's
+            `ln_vision`, `post_layernorm` here): LAVIS builds it as `nn.LayerNorm(num_features)`, eps
+            1e-5, and the released checkpoints were trained with it (transformers' port uses the ViT
+            blocks' 1e-6).
+        match_lavis: behave like LAVIS, the code behind the paper's numbers, where transformers' port
+            differs at the LLM seam: the `<image>` placeholder (a token LAVIS's vocabulary does not have)
+            gets no probability (its logit is -inf in `forward`, ranking and decoding), and with a
+            decoder-only LLM the repetition penalty covers the generated tokens only (LAVIS calls the
+            LLM's `generate` with `inputs_embeds` and no prompt ids). False: transformers'
+            `InstructBlipForConditionalGeneration` exactly (the prompt ids are penalised too).
+            Decoding lengths are not part of this switch: the paper's settings are stated in new
+            tokens in `paper_generation_config` and `evaluation/tasks.py`.
     """
 
     model_type = "instructblip_hub"
@@ -94,6 +110,8 @@ class InstructBlipConfig(PreTrainedConfig):
     num_query_tokens: int = 32
     image_token_index: int | None = None
     vision_feature_layer: int = -1
+    vision_layernorm_eps: float = 1e-5
+    match_lavis: bool = True
     initializer_factor: float = 1.0
     initializer_range: float = 0.02
 
@@ -126,6 +144,9 @@ class InstructBlipConfig(PreTrainedConfig):
 
 def _vision_config_from(vision_config):
     """A dict names its tower by `model_type`: ours (the default) or one transformers can build."""
+    if isinstance(vision_config, PreTrainedConfig) and not isinstance(vision_config, InstructBlipVisionConfig):
+        if TRANSFORMERS_MODEL_TYPES.get(vision_config.model_type) == InstructBlipVisionConfig.model_type:
+            vision_config = vision_config.to_dict()  # transformers' InstructBlip(Video)VisionConfig: ours
     if vision_config is None or isinstance(vision_config, PreTrainedConfig):
         return vision_config
     if not isinstance(vision_config, dict):
@@ -145,10 +166,14 @@ def _vision_config_from(vision_config):
 
 
 def convert_transformers_config_dict(config_dict: dict) -> dict:
-    """Rewrite a transformers `instructblip` config dict to our model types (no-op for ours)."""
-    if config_dict.get("model_type") != "instructblip":
+    """Rewrite a transformers `instructblip` / `instructblipvideo` config dict to our model types (no-op
+    for ours). A video config's placeholder is `video_token_index`: ours calls it `image_token_index`
+    (the model writes each frame's visual tokens into the placeholders whatever they are named)."""
+    if config_dict.get("model_type") not in ("instructblip", "instructblipvideo"):
         return config_dict
-    config_dict = dict(config_dict, model_type=TRANSFORMERS_MODEL_TYPES["instructblip"])
+    config_dict = dict(config_dict, model_type=TRANSFORMERS_MODEL_TYPES[config_dict["model_type"]])
+    if config_dict.get("image_token_index") is None and config_dict.get("video_token_index") is not None:
+        config_dict["image_token_index"] = config_dict["video_token_index"]
     for key in ("vision_config", "qformer_config"):
         sub = config_dict.get(key)
         if isinstance(sub, dict) and sub.get("model_type") in TRANSFORMERS_MODEL_TYPES:
@@ -160,11 +185,18 @@ def convert_transformers_config_dict(config_dict: dict) -> dict:
 
 def paper_generation_config(text_config) -> GenerationConfig:
     """LAVIS's `generate` defaults: beam search 5, max length 256, min length 1, repetition penalty
-    1.5, length penalty 1.0 (top_p 0.9 and temperature 1 only apply when sampling)."""
+    1.5, length penalty 1.0 (top_p 0.9 and temperature 1 only apply when sampling).
+
+    In new tokens: FlanT5 gets `max_new_tokens=max_length` from LAVIS and `min_length` counts its
+    decoder start token, so 256 / 0 new tokens at least. For a decoder-only LLM, LAVIS's call
+    `generate(inputs_embeds=..., max_length=256, min_length=1)` ran under transformers 4.28-4.33,
+    which seeded the output with a BOS that counts towards both lengths and is never fed to the
+    model: 255 new tokens at most, none at least (an empty answer is allowed)."""
+    decoder_only = not getattr(text_config, "is_encoder_decoder", False)
     return GenerationConfig(
         num_beams=5,
-        max_new_tokens=256,
-        min_new_tokens=1,
+        max_new_tokens=255 if decoder_only else 256,
+        min_new_tokens=0,
         repetition_penalty=1.5,
         length_penalty=1.0,
         do_sample=False,

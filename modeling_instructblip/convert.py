@@ -27,7 +27,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .configuration_instructblip import InstructBlipConfig, paper_generation_config
-from .modeling_instructblip import InstructBlipForConditionalGeneration
+from .modeling_instructblip import InstructBlipForConditionalGeneration, resize_llm_vocabulary
 
 
 # Keys of the LAVIS files that InstructBLIP does not use, with the reason reported for them.
@@ -35,7 +35,14 @@ UNUSED_LAVIS_KEYS = [
     (re.compile(r"^Qformer\.bert\.embeddings\.position_ids$"), "a constant buffer, rebuilt by the model"),
     (re.compile(r"^Qformer\.cls\."), "the stage-1 Q-Former LM head (InstructBLIP removes it)"),
     (re.compile(r"^(visual_encoder\.)?(norm|fc_norm|head|lm_head)\."), "EVA heads, unused (features come before them)"),
+    # what LAVIS's runner saves besides the trained tensors: it drops parameters without gradients, not buffers
+    (re.compile(r"^llm_model\.model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$"),
+     "a constant buffer of LAVIS's vendored Llama (rotary frequencies), rebuilt by the LLM"),
 ]
+
+# The frozen LLM's own tensors, when a LAVIS file holds them (a full state dict; the runner's files keep
+# FlanT5's `embed_tokens`, aliases of `shared`): the LLM comes from --llm, and these must equal its weights.
+LLM_PREFIXES = ("llm_model.", "t5_model.")
 
 
 @dataclass
@@ -137,13 +144,22 @@ def convert_lavis_key(key: str) -> str | None:
     return None
 
 
-def convert_lavis_state_dict(state_dict: dict, num_vision_layers: int, report: ConversionReport | None = None) -> dict:
-    """A LAVIS InstructBLIP state dict (trimmed or full) -> our names."""
+def convert_lavis_state_dict(
+    state_dict: dict, num_vision_layers: int, report: ConversionReport | None = None, llm_tensors: dict | None = None
+) -> dict:
+    """A LAVIS InstructBLIP state dict (trimmed, full, or saved by LAVIS's runner) -> our names.
+
+    The frozen LLM's tensors (`llm_model.*` / `t5_model.*`) are not part of the result: with
+    `llm_tensors` (a dict) they are collected there under our names, for `convert` to check against the
+    LLM folder; without it they are converted into the result like the rest."""
     report = report if report is not None else ConversionReport()
     vision = {k[len("visual_encoder."):]: v for k, v in state_dict.items() if k.startswith("visual_encoder.")}
     out = convert_vision_state_dict(vision, num_vision_layers, report) if vision else {}
     for key, tensor in state_dict.items():
         if key.startswith("visual_encoder."):
+            continue
+        if llm_tensors is not None and key.startswith(LLM_PREFIXES) and _unused_reason(key) is None:
+            llm_tensors[convert_lavis_key(key)] = (key, tensor)
             continue
         reason = _unused_reason(key)
         if reason is not None:
@@ -178,14 +194,73 @@ def load_pickled_state_dict(path) -> dict:
 
 
 def prepare_llm_tokenizer(tokenizer, is_encoder_decoder: bool):
-    """The released Vicuna checkpoints' tokenizer: `[PAD]` added, BOS/EOS/UNK all `</s>` (so every
-    sequence starts with id 2); FlanT5's is used as it is. The processor adds `<image>` afterwards."""
-    if not is_encoder_decoder and tokenizer.pad_token is None:
+    """The released Vicuna checkpoints' tokenizer, as LAVIS builds it every time
+    (`Blip2VicunaInstruct.__init__`, whatever the tokenizer had): `[PAD]` added, BOS/EOS/UNK all `</s>`
+    (so every sequence starts with id 2); FlanT5's is used as it is. The processor adds `<image>` afterwards."""
+    if not is_encoder_decoder:
         tokenizer.add_special_tokens({"pad_token": "[PAD]"})
         tokenizer.add_special_tokens({"bos_token": "</s>", "eos_token": "</s>", "unk_token": "</s>"})
         if hasattr(tokenizer, "update_post_processor"):  # the prepended BOS follows bos_token
             tokenizer.update_post_processor()
     return tokenizer
+
+
+def cross_attention_frequency_of(cross_layers: list[int], num_layers: int) -> int:
+    """The Q-Former's `cross_attention_frequency` from the layers that have cross-attention (layer i has
+    it when i % frequency == 0). One such layer among several: any frequency >= the layer count."""
+    if not cross_layers or cross_layers[0] != 0:
+        raise ValueError(f"the Q-Former's cross-attention layers are {cross_layers}: expected layer 0 and every k-th")
+    frequency = cross_layers[1] - cross_layers[0] if len(cross_layers) > 1 else max(num_layers, 1)
+    if cross_layers != list(range(0, num_layers, frequency)):
+        raise ValueError(
+            f"the Q-Former's cross-attention layers {cross_layers} (of {num_layers}) are not every k-th layer from 0"
+        )
+    return frequency
+
+
+def _untie_like(target, source):
+    """Give `target` (built from a config) separate input and output embeddings where `source` (the LLM
+    loaded from its folder) has them: FlanT5's `lm_head` is not its `shared` embedding, but
+    transformers 5 builds every T5 with them tied, and loading both into one tensor would keep one."""
+    source_out, target_out = source.get_output_embeddings(), target.get_output_embeddings()
+    if source_out is None or target_out is None:
+        return
+    if source_out.weight is not source.get_input_embeddings().weight and target_out.weight is target.get_input_embeddings().weight:
+        target_out.weight = torch.nn.Parameter(target_out.weight.detach().clone())
+
+
+def _check_llm_tensors(lavis_llm: dict, state: dict, report: ConversionReport, vocab_rows: int):
+    """The LLM tensors a LAVIS file holds (frozen in InstructBLIP) must be the --llm folder's: the
+    folder's weights are the ones converted, so a file whose LLM differs would be silently replaced.
+    Vocabulary rows from the folder's `vocab_rows` on are the ones LAVIS added at start-up (Vicuna's
+    `[PAD]`, randomly initialised by every LAVIS run): the file's are taken. Rows past the file's are
+    the `<image>` placeholder's, which LAVIS does not have."""
+    for name, (key, tensor) in lavis_llm.items():
+        ours = state.get(name)
+        if ours is None:
+            raise KeyError(f"unrecognised key {key!r} in the LAVIS checkpoint (no such tensor in the --llm model)")
+        vocabulary = tensor.dim() == 2 and name.endswith(("embed_tokens.weight", "lm_head.weight", "shared.weight"))
+        rows = tensor.shape[0] if vocabulary else 0
+        if (vocabulary and (tensor.shape[1:] != ours.shape[1:] or not vocab_rows <= rows <= ours.shape[0])) or (
+            not vocabulary and tensor.shape != ours.shape
+        ):
+            raise ValueError(f"{key}: shape {tuple(tensor.shape)} in the LAVIS file, {tuple(ours.shape)} in --llm")
+        shared = slice(0, vocab_rows) if vocabulary else slice(None)
+        # LAVIS holds Vicuna in fp16: compare in the file's precision
+        theirs, mine = tensor[shared], ours[shared].to(tensor.dtype)
+        if not torch.equal(mine, theirs):
+            difference = float((mine.float() - theirs.float()).abs().max())
+            raise ValueError(
+                f"{key} in the LAVIS file differs from the --llm folder's weight (max abs difference {difference:.3g}): "
+                "InstructBLIP keeps the LLM frozen, so pass the LLM folder this checkpoint was trained with"
+            )
+        if rows > vocab_rows:
+            ours = ours.clone()
+            ours[vocab_rows:rows] = tensor[vocab_rows:rows].to(ours.dtype)
+            state[name] = ours
+            report.skip(key, f"the frozen LLM's weight, equal to the --llm folder's; rows {vocab_rows}-{rows - 1} (added by LAVIS) taken from the file")
+        else:
+            report.skip(key, "the frozen LLM's weight, equal to the --llm folder's (converted from there)")
 
 
 def convert(
@@ -206,9 +281,15 @@ def convert(
     from .processing_instructblip import InstructBlipImageProcessor, InstructBlipProcessor
 
     report = ConversionReport()
-    state = convert_lavis_state_dict(load_pickled_state_dict(lavis_checkpoint), num_vision_layers, report)
+    lavis_llm = {}
+    state = convert_lavis_state_dict(load_pickled_state_dict(lavis_checkpoint), num_vision_layers, report, lavis_llm)
     if vision_checkpoint is not None:
         state.update(convert_vision_state_dict(load_pickled_state_dict(vision_checkpoint), num_vision_layers, report))
+    if "vision_model.embeddings.patch_embedding.weight" not in state:
+        raise ValueError(
+            f"{lavis_checkpoint} holds no vision tower weights (visual_encoder.*), as LAVIS's released *_trimmed.pth "
+            "and its runner's checkpoints do not (the ViT is frozen): pass --vision-checkpoint eva_vit_g.pth"
+        )
 
     text_config = AutoConfig.from_pretrained(llm)
     is_encoder_decoder = bool(getattr(text_config, "is_encoder_decoder", False))
@@ -229,6 +310,7 @@ def convert(
     word_embeddings = state["qformer.embeddings.word_embeddings.weight"]
     qformer_layers = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"qformer\.encoder\.layer\.(\d+)\.", k)))
     cross_layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"qformer\.encoder\.layer\.(\d+)\.crossattention", k))})
+    cross_attention_frequency = cross_attention_frequency_of(cross_layers, qformer_layers)
     qformer_hidden = word_embeddings.shape[1]
     for what, hidden, head_dim in (("vision", vision_hidden, vision_head_dim), ("Q-Former", qformer_hidden, qformer_head_dim)):
         if hidden % head_dim:
@@ -249,7 +331,7 @@ def convert(
             num_attention_heads=qformer_hidden // qformer_head_dim,
             intermediate_size=state["qformer.encoder.layer.0.intermediate_query.dense.weight"].shape[0],
             max_position_embeddings=state["qformer.embeddings.position_embeddings.weight"].shape[0],
-            cross_attention_frequency=cross_layers[1] - cross_layers[0] if len(cross_layers) > 1 else 1,
+            cross_attention_frequency=cross_attention_frequency,
         ),
         text_config=language_model.config.to_dict(),
         num_query_tokens=queries.shape[1],
@@ -261,15 +343,19 @@ def convert(
         num_query_tokens=config.num_query_tokens,
         is_encoder_decoder=is_encoder_decoder,
     )
-    if len(tokenizer) > language_model.get_input_embeddings().weight.shape[0]:
-        language_model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    vocab_rows = language_model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab_rows:
+        # exactly the tokenizer's size, as LAVIS resizes: padding rows would take part in every softmax
+        resize_llm_vocabulary(language_model, len(tokenizer))
     config.text_config = language_model.config
     config.image_token_index = processor.image_token_id
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(config.text_config, name, getattr(tokenizer, name))
 
     model = InstructBlipForConditionalGeneration(config)
+    _untie_like(model.language_model, language_model)
     state.update({f"language_model.{k}": v for k, v in language_model.state_dict().items()})
+    _check_llm_tensors(lavis_llm, state, report, vocab_rows)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -17,14 +17,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, GenerationMixin, PreTrainedModel
+from transformers.generation import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling, BaseModelOutputWithPoolingAndCrossAttentions
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, rotate_half
 from transformers.utils import ModelOutput
 
-from .configuration_instructblip import InstructBlipConfig, InstructBlipQFormerConfig, InstructBlipVisionConfig
+from .configuration_instructblip import (
+    InstructBlipConfig,
+    InstructBlipQFormerConfig,
+    InstructBlipVisionConfig,
+    convert_transformers_config_dict,
+)
 from .cpu_decoding import PrepackStats, prepacked_decoding
 
 
@@ -38,6 +46,17 @@ AUTO_MAP = {
 @dataclass
 class InstructBlipImageFeatures(ModelOutput):
     r"""
+    transformers' fields (`BaseModelOutputWithVisionQformerOutputs`):
+    last_hidden_state (`[batch * num_frames, num_patches (+1), vision_hidden]`): the vision features
+        after the trainable LayerNorm (= `image_embeds`).
+    pooler_output (`[batch, num_frames * num_query_tokens, text_hidden]`): the projected query outputs
+        (= `language_model_inputs`).
+    hidden_states / attentions: the vision tower's, when asked for.
+    vision_outputs: the vision tower's output (None when precomputed `vision_features` were given).
+    qformer_outputs: the Q-Former's output over [queries ; instruction] (hidden states, attentions and
+        cross-attentions when asked for).
+
+    Ours:
     language_model_inputs (`[batch, num_frames * num_query_tokens, text_hidden]`): the visual tokens
         written into the LLM input (frames of a video concatenated along the sequence).
     query_output (`[batch * num_frames, num_query_tokens, qformer_hidden]`): the Q-Former's query outputs.
@@ -45,6 +64,12 @@ class InstructBlipImageFeatures(ModelOutput):
         after the trainable LayerNorm, which the Q-Former cross-attends to.
     """
 
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    vision_outputs: BaseModelOutputWithPooling | None = None
+    qformer_outputs: BaseModelOutputWithPoolingAndCrossAttentions | None = None
     language_model_inputs: torch.FloatTensor | None = None
     query_output: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
@@ -181,7 +206,7 @@ class InstructBlipAttention(nn.Module):
         batch_size, seq_len, hidden = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch_size, seq_len, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        attn_output, _ = _attention_function(self.config)(
+        attn_output, attn_weights = _attention_function(self.config)(
             self,
             query,
             key,
@@ -190,7 +215,7 @@ class InstructBlipAttention(nn.Module):
             dropout=self.config.attention_dropout if self.training else 0.0,
             scaling=self.scale,
         )
-        return self.projection(attn_output.reshape(batch_size, seq_len, hidden))
+        return self.projection(attn_output.reshape(batch_size, seq_len, hidden)), attn_weights
 
 
 class InstructBlipMLP(nn.Module):
@@ -218,9 +243,11 @@ class InstructBlipEncoderLayer(GradientCheckpointingLayer):
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = InstructBlipMLP(config)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states))
-        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+    def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns (hidden_states, attention weights or None: only the eager implementation has them)."""
+        attention, weights = self.self_attn(self.layer_norm1(hidden_states))
+        hidden_states = hidden_states + attention
+        return hidden_states + self.mlp(self.layer_norm2(hidden_states)), weights
 
 
 class InstructBlipEncoder(nn.Module):
@@ -228,25 +255,32 @@ class InstructBlipEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([InstructBlipEncoderLayer(config) for _ in range(config.num_hidden_layers)])
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+        all_hidden, all_weights = [hidden_states], []
         for layer in self.layers:
-            hidden_states = layer(hidden_states)
-        return hidden_states
+            hidden_states, weights = layer(hidden_states)
+            all_hidden.append(hidden_states)
+            all_weights.append(weights)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_weights) if output_attentions else None,
+        )
 
 
 class InstructBlipVisionModel(nn.Module):
     """The EVA ViT and the LayerNorm after it (`post_layernorm`, LAVIS's trainable `ln_vision`)."""
 
-    def __init__(self, config: InstructBlipVisionConfig):
+    def __init__(self, config: InstructBlipVisionConfig, post_layernorm_eps: float = 1e-5):
         super().__init__()
         self.config = config
         self.embeddings = InstructBlipVisionEmbeddings(config)
         self.encoder = InstructBlipEncoder(config)
-        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=post_layernorm_eps)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Features before `post_layernorm`: [batch, 1 + patches, hidden]."""
-        return self.encoder(self.embeddings(pixel_values))
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states=False, output_attentions=False) -> BaseModelOutput:
+        """Features before `post_layernorm`: `last_hidden_state` [batch, 1 + patches, hidden]."""
+        return self.encoder(self.embeddings(pixel_values), output_hidden_states, output_attentions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +345,7 @@ class InstructBlipQFormerMultiHeadAttention(nn.Module):
         query = self.query(hidden_states).view(batch_size, q_len, -1, self.head_dim).transpose(1, 2)
         key = projected_key.view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
         value = projected_value.view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
-        attn_output, _ = _attention_function(self.config)(
+        attn_output, attn_weights = _attention_function(self.config)(
             self,
             query,
             key,
@@ -320,7 +354,7 @@ class InstructBlipQFormerMultiHeadAttention(nn.Module):
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
             scaling=self.scaling,
         )
-        return attn_output.reshape(batch_size, q_len, -1)
+        return attn_output.reshape(batch_size, q_len, -1), attn_weights
 
 
 class InstructBlipQFormerSelfOutput(nn.Module):
@@ -342,8 +376,8 @@ class InstructBlipQFormerAttention(nn.Module):
 
     def forward(self, hidden_states, key_value_states=None, attention_mask=None, projected_key=None, projected_value=None):
         key_value_states = hidden_states if key_value_states is None and projected_key is None else key_value_states
-        attention = self.attention(hidden_states, key_value_states, attention_mask, projected_key, projected_value)
-        return self.output(attention, hidden_states)
+        attention, weights = self.attention(hidden_states, key_value_states, attention_mask, projected_key, projected_value)
+        return self.output(attention, hidden_states), weights
 
 
 class InstructBlipQFormerIntermediate(nn.Module):
@@ -369,7 +403,10 @@ class InstructBlipQFormerOutput(nn.Module):
 
 class InstructBlipQFormerLayer(GradientCheckpointingLayer):
     """Bidirectional self-attention over [queries ; text]; cross-attention for the queries in every
-    `cross_attention_frequency`-th layer; separate feed-forward blocks for queries and text."""
+    `cross_attention_frequency`-th layer; separate feed-forward blocks for queries and text. Every
+    layer computes the text rows too, the last one included (LAVIS does): their output is not used
+    after the last layer, but every trainable weight gets a gradient, so DDP without
+    `find_unused_parameters` works."""
 
     def __init__(self, config: InstructBlipQFormerConfig, layer_idx: int):
         super().__init__()
@@ -383,30 +420,23 @@ class InstructBlipQFormerLayer(GradientCheckpointingLayer):
         self.output_query = InstructBlipQFormerOutput(config)
 
     def forward(
-        self,
-        hidden_states,
-        attention_mask,
-        encoder_hidden_states,
-        image_key=None,
-        image_value=None,
-        query_length: int = 0,
-        queries_only=False,
+        self, hidden_states, attention_mask, encoder_hidden_states, image_key=None, image_value=None, query_length: int = 0
     ):
-        """`queries_only` (the last layer): the text positions' outputs are never used, so only the
-        queries attend and only they go through a feed-forward block; returns [batch, query_length, hidden].
+        """Returns (hidden_states [batch, queries + text, hidden], self-attention weights, cross-attention
+        weights); the weights are None unless the eager implementation computes them.
         `image_key` / `image_value`: this layer's cross-attention key/value projections of the image,
         when computed ahead (then `encoder_hidden_states` may be None)."""
-        attention_input = hidden_states[:, :query_length] if queries_only else hidden_states
-        attention_output = self.attention(attention_input, hidden_states, attention_mask)
+        attention_output, self_weights = self.attention(hidden_states, hidden_states, attention_mask)
         queries = attention_output[:, :query_length]
+        cross_weights = None
         if self.has_cross_attention:
-            queries = self.crossattention(queries, encoder_hidden_states, None, image_key, image_value)
+            queries, cross_weights = self.crossattention(queries, encoder_hidden_states, None, image_key, image_value)
         queries = self.output_query(self.intermediate_query(queries), queries)
-        if queries_only or attention_output.shape[1] == query_length:
-            return queries
+        if attention_output.shape[1] == query_length:
+            return queries, self_weights, cross_weights
         text = attention_output[:, query_length:]
         text = self.output(self.intermediate(text), text)
-        return torch.cat([queries, text], dim=1)
+        return torch.cat([queries, text], dim=1), self_weights, cross_weights
 
 
 class InstructBlipQFormerEncoder(nn.Module):
@@ -414,21 +444,39 @@ class InstructBlipQFormerEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([InstructBlipQFormerLayer(config, i) for i in range(config.num_hidden_layers)])
 
-    def forward(self, hidden_states, attention_mask, encoder_hidden_states, query_length, image_keys_values=None):
+    def forward(
+        self,
+        hidden_states,
+        attention_mask,
+        encoder_hidden_states,
+        query_length,
+        image_keys_values=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions:
         """`image_keys_values`: one (key, value) pair per cross-attention layer, in layer order, when the
         image's key/value projections were computed ahead; otherwise each layer projects
         `encoder_hidden_states` itself."""
-        last = len(self.layer) - 1
         pairs = iter(image_keys_values or ())
-        for i, layer in enumerate(self.layer):
+        all_hidden, all_self, all_cross = [hidden_states], [], []
+        for layer in self.layer:
             key, value = next(pairs) if image_keys_values is not None and layer.has_cross_attention else (None, None)
             # tensors positional: gradient checkpointing passes keyword arguments through unchanged but
             # needs tensors that may carry gradients as positional ones
-            hidden_states = layer(
-                hidden_states, attention_mask, encoder_hidden_states, key, value,
-                query_length=query_length, queries_only=i == last,
+            hidden_states, self_weights, cross_weights = layer(
+                hidden_states, attention_mask, encoder_hidden_states, key, value, query_length=query_length
             )
-        return hidden_states
+            all_hidden.append(hidden_states)
+            all_self.append(self_weights)
+            if layer.has_cross_attention:
+                all_cross.append(cross_weights)
+        return BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            pooler_output=hidden_states[:, 0],
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_self) if output_attentions else None,
+            cross_attentions=tuple(all_cross) if output_attentions else None,
+        )
 
 
 class InstructBlipQFormerModel(nn.Module):
@@ -447,13 +495,22 @@ class InstructBlipQFormerModel(nn.Module):
             for projection in (layer.crossattention.attention.key, layer.crossattention.attention.value)
         ]
 
-    def forward(self, query_embeds, input_ids, attention_mask, encoder_hidden_states, image_keys_values=None):
+    def forward(
+        self,
+        query_embeds,
+        input_ids,
+        attention_mask,
+        encoder_hidden_states,
+        image_keys_values=None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> BaseModelOutputWithPoolingAndCrossAttentions:
         """
         query_embeds: [batch, num_query_tokens, hidden]; input_ids / attention_mask: [batch, text_len]
         (the instruction, BERT-tokenized); encoder_hidden_states: [batch, image_tokens, encoder_hidden],
         or None when `image_keys_values` (one key/value projection pair of the image per
         cross-attention layer) are given instead.
-        Returns the queries' last hidden state, [batch, num_query_tokens, hidden].
+        Returns `last_hidden_state` [batch, num_query_tokens + text_len, hidden]: the queries first.
         """
         query_length = query_embeds.shape[1]
         position_ids = None
@@ -464,10 +521,15 @@ class InstructBlipQFormerModel(nn.Module):
         mask = None
         if input_ids is not None and attention_mask is not None:
             query_mask = attention_mask.new_ones(attention_mask.shape[0], query_length)
-            mask = _padding_mask(torch.cat([query_mask, attention_mask], dim=1), embeddings.dtype)
+            # in the format the attention implementation takes (flash: 2D or None, flex: a block mask)
+            mask = create_bidirectional_mask(
+                config=self.config, inputs_embeds=embeddings, attention_mask=torch.cat([query_mask, attention_mask], dim=1)
+            )
         if encoder_hidden_states is not None:
             encoder_hidden_states = encoder_hidden_states.to(embeddings.dtype)
-        return self.encoder(embeddings, mask, encoder_hidden_states, query_length, image_keys_values)
+        return self.encoder(
+            embeddings, mask, encoder_hidden_states, query_length, image_keys_values, output_hidden_states, output_attentions
+        )
 
 
 class _NormThenProject(torch.autograd.Function):
@@ -599,6 +661,39 @@ def _rows_only_last_layer(language_model) -> bool:
     return type(layers[-1]) is _LlamaDecoderLayerAtRows
 
 
+def resize_llm_vocabulary(language_model, rows: int):
+    """`resize_token_embeddings(rows)` that keeps a separate output layer separate, and is reproducible.
+    transformers 5 ties every T5's `lm_head` to `shared` when it resizes (its T5 config always says
+    tied), while FlanT5's are two different matrices: tied, one of them would be lost. The new rows
+    (the pad and `<image>` tokens) are the mean of the old ones, in both matrices, rather than a random draw."""
+    head, embedding = language_model.get_output_embeddings(), language_model.get_input_embeddings()
+    untied = head is not None and head.weight is not embedding.weight
+    old_rows = embedding.weight.shape[0]
+    old_head = head.weight.detach().clone() if untied else None
+    language_model.resize_token_embeddings(rows, mean_resizing=False)
+    head, embedding = language_model.get_output_embeddings(), language_model.get_input_embeddings()
+    if untied and head.weight is embedding.weight:
+        weight = embedding.weight.detach().clone()
+        weight[: old_head.shape[0]] = old_head
+        head.weight = nn.Parameter(weight)
+    with torch.no_grad():
+        for matrix in {id(m.weight): m.weight for m in (embedding, head) if m is not None}.values():
+            if matrix.shape[0] > old_rows:
+                matrix[old_rows:] = matrix[:old_rows].mean(0)
+    return language_model
+
+
+def _suppress_placeholder_logits(module, args, output):
+    """Forward hook on the LLM (`match_lavis`): the `<image>` placeholder's logit is the dtype's lowest
+    value, so no softmax gives it probability (exp underflows to 0): the loss, ranking and beam scores
+    are LAVIS's, whose vocabulary has no such token. Not -inf, so that differences of logits stay finite."""
+    token = getattr(module, "_instructblip_suppressed_token", None)
+    logits = getattr(output, "logits", None)
+    if token is not None and logits is not None and 0 <= token < logits.shape[-1]:
+        logits[..., token] = torch.finfo(logits.dtype).min  # in place: the LM head's backward does not read its output
+    return output
+
+
 # ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
@@ -612,7 +707,10 @@ class InstructBlipPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
     _supports_attention_backend = True
+    _can_compile_fullgraph = True
     _keep_in_fp32_modules = ["query_tokens"]
     _no_split_modules = [
         "InstructBlipEncoderLayer",
@@ -647,6 +745,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     decode_prepack_max_bytes: int = 1 << 30
 
     def __init__(self, config: InstructBlipConfig):
+        if not isinstance(config, InstructBlipConfig):  # e.g. transformers' own InstructBlipConfig
+            config = InstructBlipConfig.from_dict(convert_transformers_config_dict(config.to_dict()))
         super().__init__(config)
         # transformers resolves the attention implementation per PreTrainedModel; our vision tower and
         # Q-Former are plain modules, so their configs take the resolved top-level choice
@@ -655,12 +755,11 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             if sub_config._attn_implementation is None:
                 sub_config._attn_implementation_internal = config._attn_implementation or "sdpa"
         if config.uses_eva_vision:
-            self.vision_model = InstructBlipVisionModel(config.vision_config)
+            self.vision_model = InstructBlipVisionModel(config.vision_config, config.vision_layernorm_eps)
         else:
             self.vision_model = AutoModel.from_config(config.vision_config)
             # LAVIS's `ln_vision` after a foreign tower; the EVA tower keeps it as `post_layernorm`
-            eps = getattr(config.vision_config, "layer_norm_eps", 1e-6)
-            self.vision_layernorm = nn.LayerNorm(config.vision_config.hidden_size, eps=eps)
+            self.vision_layernorm = nn.LayerNorm(config.vision_config.hidden_size, eps=config.vision_layernorm_eps)
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
         self.qformer = InstructBlipQFormerModel(config.qformer_config)
         self.language_projection = nn.Linear(config.qformer_config.hidden_size, config.text_config.hidden_size)
@@ -672,6 +771,22 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         self.post_init()
         if config.use_decoder_only_language_model:
             _rows_only_last_layer(self.language_model)
+
+    def _suppress_placeholder(self):
+        """With `config.match_lavis`, make sure the LLM (whichever module `language_model` is now)
+        gives the `<image>` placeholder no probability (`_suppress_placeholder_logits`)."""
+        if torch.compiler.is_compiling():  # installed when the LLM was set (`__setattr__`) and by eager calls
+            return
+        model = self.language_model
+        token = self.config.image_token_index if getattr(self.config, "match_lavis", True) else None
+        model.__dict__["_instructblip_suppressed_token"] = token
+        if token is not None and _suppress_placeholder_logits not in model._forward_hooks.values():
+            model.register_forward_hook(_suppress_placeholder_logits)
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "language_model" and isinstance(value, nn.Module):  # built here, or put in later (compose_from_parts)
+            self._suppress_placeholder()
 
     # -- plumbing the LLM's embeddings and generation through ------------------------------------
 
@@ -717,6 +832,19 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "LAVIS checkpoints, with `python -m modeling_instructblip.convert`."
                 ) from err
             raise
+
+    def set_attn_implementation(self, attn_implementation: str | dict, **kwargs):
+        """transformers' switch, reaching our vision tower and Q-Former too: they are plain modules,
+        which transformers' own walk over sub-models does not visit."""
+        super().set_attn_implementation(attn_implementation, **kwargs)
+        keys = ["qformer_config"] + (["vision_config"] if self.config.uses_eva_vision else [])
+        for key in keys:
+            wanted = attn_implementation
+            if isinstance(wanted, dict):
+                wanted = wanted.get(key, wanted.get("", self.config._attn_implementation))
+            if isinstance(wanted, dict):
+                wanted = wanted.get("", self.config._attn_implementation)
+            getattr(self.config, key)._attn_implementation_internal = wanted or "sdpa"
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # both Auto classes resolve to this class; register_for_auto_class records only one
@@ -765,8 +893,16 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
 
     # -- visual features ------------------------------------------------------------------------------
 
-    def get_vision_features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
-        """The frozen vision tower's output, before the trainable LayerNorm: [images, tokens, vision_hidden].
+    def get_vision_features(
+        self,
+        pixel_values: torch.Tensor,
+        interpolate_pos_encoding: bool = False,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+        return_outputs: bool = False,
+    ):
+        """The frozen vision tower's output, before the trainable LayerNorm: [images, tokens, vision_hidden]
+        (with `return_outputs`, the tower's `BaseModelOutput`, hidden states and attentions if asked).
 
         `pixel_values` is [batch, 3, H, W] or, for video, [batch, frames, 3, H, W] (flattened to
         batch * frames images). No autograd graph is kept when no tower parameter needs a gradient.
@@ -785,9 +921,17 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for m in frozen for p in m.parameters())
         with torch.set_grad_enabled(needs_grad):
             if self.config.uses_eva_vision:
-                return self.vision_model(pixel_values)
-            outputs = self.vision_model(pixel_values=pixel_values, output_hidden_states=True)
-            return outputs.hidden_states[self.config.vision_feature_layer]
+                outputs = self.vision_model(pixel_values, output_hidden_states, output_attentions)
+            else:
+                tower = self.vision_model(
+                    pixel_values=pixel_values, output_hidden_states=True, output_attentions=output_attentions
+                )
+                outputs = BaseModelOutput(
+                    last_hidden_state=tower.hidden_states[self.config.vision_feature_layer],
+                    hidden_states=tower.hidden_states if output_hidden_states else None,
+                    attentions=getattr(tower, "attentions", None) if output_attentions else None,
+                )
+        return outputs if return_outputs else outputs.last_hidden_state
 
     def get_image_features(
         self,
@@ -797,17 +941,35 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         interpolate_pos_encoding: bool = False,
         vision_features: torch.Tensor | None = None,
         num_frames: int | None = None,
-    ) -> InstructBlipImageFeatures:
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> "InstructBlipImageFeatures | tuple":
         """Images (or video frames) + instruction -> visual tokens for the LLM.
+
+        Returns what transformers' `get_image_features` does: `last_hidden_state` (the vision features
+        after the trainable LayerNorm), `pooler_output` (the projected query outputs, the LLM's visual
+        tokens), `vision_outputs`, `qformer_outputs` (hidden states and attentions when asked; the
+        attentions need `attn_implementation="eager"`), and under our own names `language_model_inputs`,
+        `query_output`, `image_embeds`. `return_dict=False` gives a tuple of the fields that are set.
 
         Every frame of a video goes through the Q-Former with the same instruction; the frames'
         query outputs are concatenated along the sequence ([batch, frames * num_query_tokens, hidden]).
         """
+        output_hidden_states = bool(output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states)
+        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        vision_outputs = None
         if vision_features is None:
             if pixel_values is None:
                 raise ValueError("Pass `pixel_values` (or precomputed `vision_features`)")
             num_frames = pixel_values.shape[1] if pixel_values.dim() == 5 else 1
-            vision_features = self.get_vision_features(pixel_values)
+            vision_outputs = self.get_vision_features(
+                pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                return_outputs=True,
+            )
+            vision_features = vision_outputs.last_hidden_state
         num_frames = num_frames or 1
         image_embeds, image_keys_values = self._normed_image_features(vision_features)
         num_images = image_embeds.shape[0]
@@ -822,15 +984,33 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         if qformer_input_ids is not None and qformer_attention_mask is None:
             qformer_attention_mask = torch.ones_like(qformer_input_ids)
         query_tokens = self.query_tokens.expand(num_images, -1, -1)
-        query_output = self.qformer(
-            query_tokens, qformer_input_ids, qformer_attention_mask, image_embeds, image_keys_values
+        qformer_outputs = self.qformer(
+            query_tokens, qformer_input_ids, qformer_attention_mask, image_embeds, image_keys_values,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
         )
+        query_output = qformer_outputs.last_hidden_state[:, : query_tokens.shape[1]]
         language_model_inputs = self.language_projection(query_output)
         batch_size = num_images // num_frames
         language_model_inputs = language_model_inputs.reshape(batch_size, -1, language_model_inputs.shape[-1])
-        return InstructBlipImageFeatures(
-            language_model_inputs=language_model_inputs, query_output=query_output, image_embeds=image_embeds
+        if vision_outputs is not None:
+            vision_outputs = BaseModelOutputWithPooling(
+                last_hidden_state=image_embeds,
+                pooler_output=image_embeds[:, 0],
+                hidden_states=vision_outputs.hidden_states,
+                attentions=vision_outputs.attentions,
+            )
+        features = InstructBlipImageFeatures(
+            last_hidden_state=image_embeds,
+            pooler_output=language_model_inputs,
+            hidden_states=vision_outputs.hidden_states if vision_outputs is not None else None,
+            attentions=vision_outputs.attentions if vision_outputs is not None else None,
+            vision_outputs=vision_outputs,
+            qformer_outputs=qformer_outputs,
+            language_model_inputs=language_model_inputs,
+            query_output=query_output,
+            image_embeds=image_embeds,
         )
+        return features if return_dict else features.to_tuple()
 
     def _normed_image_features(self, vision_features):
         """The trainable LayerNorm over the frozen features, and, when it trains, the Q-Former's
@@ -919,8 +1099,9 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         vision_features: torch.Tensor | None = None,
         num_frames: int | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> InstructBlipForConditionalGenerationModelOutput:
+    ) -> InstructBlipForConditionalGenerationModelOutput | tuple:
         r"""
         pixel_values: [batch, 3, H, W], or [batch, frames, 3, H, W] for video.
         qformer_input_ids / qformer_attention_mask: [batch, qformer_len], the instruction for the Q-Former.
@@ -929,6 +1110,12 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             inside; encoder-decoder: [batch, target_len] decoder targets.
         num_items_in_batch: supervised tokens across the whole (accumulated) batch; the loss is then
             a sum over this batch divided by it, so gradient accumulation weighs every token equally.
+        shift_labels (keyword): decoder-only: [batch, seq] targets already aligned with the logits
+            (position `i` predicts `shift_labels[:, i]`), as sequence/context-parallel training passes
+            them; used instead of shifting `labels`. A keyword, as in transformers' models, so the
+            Trainer's label detection keeps seeing `labels` alone.
+        return_dict: False gives a tuple of the output's fields that are set (transformers' convention).
+        output_attentions / output_hidden_states (and any other LLM keyword) go to the LLM.
         Packed batches (decoder-only): `input_ids` / `labels` of shape [rows, tokens] holding several
             samples per row without padding, `position_ids` restarting at 0 for each sample and no
             `attention_mask`; the images stay one per sample, in the order the samples appear.
@@ -937,10 +1124,17 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         positions: `logits` is then [supervised tokens, vocab] in label order (pass
         `logits_to_keep=0` for all of them).
         """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        shift_labels = kwargs.pop("shift_labels", None)
+        self._suppress_placeholder()
+        if shift_labels is not None and not self.config.use_decoder_only_language_model:
+            raise ValueError("shift_labels applies to a decoder-only LLM; an encoder-decoder LLM takes `labels`")
         image_features = self.get_image_features(
-            pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features, num_frames=num_frames
+            pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features,
+            num_frames=num_frames, return_dict=True,
         )
         inputs_embeds = self._merge_visual_tokens(input_ids, inputs_embeds, image_features.language_model_inputs)
+        kwargs["return_dict"] = True
         packed = inputs_embeds.shape[0] != image_features.language_model_inputs.shape[0]
         if packed:
             # several samples per row, no padding: the LLM keeps them apart by position_ids restarting at
@@ -965,11 +1159,15 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 # is read as if unpadded; without this the LLM would number the pads too
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
                 kwargs["position_ids"] = positions[:, -inputs_embeds.shape[1] :]
-            supervised = None
-            if labels is not None and self.training:
+            supervised = targets = None
+            if shift_labels is not None:
+                targets = shift_labels
+            elif labels is not None:  # position i predicts label i + 1; the last position predicts nothing
+                targets = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)
+            if targets is not None and self.training:
                 kwargs.setdefault("use_cache", False)  # no key/value cache to fill in training
             if (
-                labels is not None
+                targets is not None
                 and self.training
                 and "logits_to_keep" not in kwargs
                 and self._lm_keeps_logits()
@@ -978,8 +1176,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             ):
                 # training needs logits only where a label is supervised: the visual tokens, the
                 # prompt and the padding need none, and the LM head over the vocabulary is costly
-                supervised = labels[:, 1:] != -100
-                rows = torch.cat([supervised, supervised.new_zeros(supervised.shape[0], 1)], 1)
+                rows = supervised = targets != -100
                 kwargs["logits_to_keep"] = rows
                 if self._lm_last_layer_takes_rows(kwargs):  # then the last layer needs only those rows too
                     width = int(rows.sum(1).max())
@@ -989,9 +1186,9 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
             loss = None
             if supervised is not None:  # logits: [supervised tokens, vocab], in label order
-                loss = self._lm_loss(outputs.logits, labels[:, 1:][supervised], num_items_in_batch)
-            elif labels is not None:
-                loss = self._lm_loss(outputs.logits[:, :-1], labels[:, 1:], num_items_in_batch)
+                loss = self._lm_loss(outputs.logits, targets[supervised], num_items_in_batch)
+            elif targets is not None:
+                loss = self._lm_loss(outputs.logits, targets, num_items_in_batch)
         else:
             if decoder_input_ids is None and labels is not None:
                 decoder_input_ids = self.language_model._shift_right(labels)
@@ -1007,9 +1204,10 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             )
             loss = None if labels is None else self._lm_loss(outputs.logits, labels, num_items_in_batch)
 
-        return InstructBlipForConditionalGenerationModelOutput(
+        output = InstructBlipForConditionalGenerationModelOutput(
             loss=loss, logits=outputs.logits, image_features=image_features, language_model_outputs=outputs
         )
+        return output if return_dict else output.to_tuple()
 
     def _lm_last_layer_takes_rows(self, kwargs) -> bool:
         """Whether the LLM's last layer can run at the supervised rows only (`_LlamaDecoderLayerAtRows`):
@@ -1062,7 +1260,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         num_frames,
     ):
         image_features = self.get_image_features(
-            pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features, num_frames=num_frames
+            pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features,
+            num_frames=num_frames, return_dict=True,
         )
         visual = image_features.language_model_inputs
         if inputs_embeds is None and input_ids is None:
@@ -1103,12 +1302,22 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             vision_features,
             num_frames,
         )
+        self._suppress_placeholder()
         inputs = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
         if self.config.use_decoder_only_language_model:
             inputs["input_ids"] = input_ids
         generation_config = generate_kwargs.pop("generation_config", None) or self.generation_config
         generation_config = copy.deepcopy(generation_config)
         model_kwargs = generation_config.update(**generate_kwargs)  # returns what is not a decoding setting
+        penalty = generation_config.repetition_penalty
+        if self.config.use_decoder_only_language_model and self.config.match_lavis and penalty not in (None, 1.0):
+            # LAVIS gives the LLM the prompt as embeddings only, so the penalty sees the generated
+            # tokens alone; transformers' own processor, told to skip the prompt, takes the place of
+            # the one `generate` would build (same position among the processors)
+            processors = LogitsProcessorList(model_kwargs.pop("logits_processor", None) or [])
+            if not any(isinstance(p, RepetitionPenaltyLogitsProcessor) for p in processors):  # the caller's wins
+                processors.append(RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=inputs_embeds.shape[1]))
+            model_kwargs["logits_processor"] = processors
         with prepacked_decoding(self, self.language_model, self.decode_prepack_max_bytes):
             if self.config.use_decoder_only_language_model:
                 inputs = self._prompt_prefilled_once(inputs, generation_config, model_kwargs) or inputs
@@ -1183,6 +1392,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             )
         if candidate_attention_mask is None:
             candidate_attention_mask = torch.ones_like(candidate_input_ids)
+        self._suppress_placeholder()
         _, inputs_embeds, attention_mask = self._language_model_inputs(
             pixel_values, qformer_input_ids, qformer_attention_mask, input_ids, attention_mask, None,
             vision_features, num_frames,
@@ -1259,4 +1469,4 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
 InstructBlipConfig.register_for_auto_class()
 InstructBlipForConditionalGeneration.register_for_auto_class("AutoModel")
 
-__all__ = ["InstructBlipForConditionalGeneration", "InstructBlipPreTrainedModel"]
+__all__ = ["InstructBlipForConditionalGeneration", "InstructBlipPreTrainedModel", "resize_llm_vocabulary"]

@@ -85,7 +85,7 @@ inputs = processor(images=images, text=prompts, padding=True, return_tensors="pt
 with torch.no_grad():
     logits = model(**inputs).logits
 generated = model.generate(**inputs, do_sample=False, num_beams=2, max_new_tokens=5, min_new_tokens=5)
-print(json.dumps({"logits_sum": float(logits.double().sum()), "generated": generated.tolist()}))
+print(json.dumps({"logits_sum": float(logits.double().nan_to_num(neginf=0.0).sum()), "generated": generated.tolist()}))
 '''
 
 
@@ -108,6 +108,6 @@ def test_loads_by_repo_id_from_an_offline_hub_cache(saved, tmp_path):
     got = json.loads(result.stdout.strip().splitlines()[-1])
     _, logits, generated = expected_outputs(model, processor)
     assert got["generated"] == generated.tolist()
-    assert abs(got["logits_sum"] - float(logits.double().sum())) < 1e-3
+    assert abs(got["logits_sum"] - float(logits.double().nan_to_num(neginf=0.0).sum())) < 1e-3
     # nothing was fetched: the remote code came from the snapshot
     assert (tmp_path / "hf_home" / "modules" / "transformers_modules").exists()

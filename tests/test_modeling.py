@@ -377,11 +377,12 @@ def test_freezing_follows_the_paper(llm_tokenizers, bert_tokenizer):
     assert not vision_features.requires_grad
     model(**inputs, labels=labels_for("t5", llm_tokenizers, inputs)).loss.backward()
     with_grad = {name for name, p in model.named_parameters() if p.grad is not None}
-    # the last Q-Former layer's text feed-forward block is skipped: only the queries' outputs are used
+    # every trainable tensor gets a gradient, the last Q-Former layer's text feed-forward block too
+    # (zero: its output is not used, as in LAVIS), so DDP needs no find_unused_parameters
+    assert with_grad == trainable
     last = f"qformer.encoder.layer.{len(model.qformer.encoder.layer) - 1}."
-    unused = {n for n in trainable if n.startswith((last + "intermediate.", last + "output."))}
-    assert len(unused) == 6  # intermediate.dense, output.dense, output.LayerNorm: weight and bias
-    assert with_grad == trainable - unused
+    text_block = [p.grad for n, p in model.named_parameters() if n.startswith((last + "intermediate.", last + "output."))]
+    assert len(text_block) == 6 and all(not g.any() for g in text_block)
 
 
 def test_loss_normalised_by_num_items_in_batch(reference_pair, llm_tokenizers, bert_tokenizer):
@@ -422,7 +423,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(llm_tokenizers, bert_to
 
 def test_bfloat16_loading(reference_pair, llm_tokenizers, bert_tokenizer):
     _, ours, folder = reference_pair("llama")
-    model = InstructBlipForConditionalGeneration.from_pretrained(folder, dtype=torch.bfloat16).eval()
+    model = InstructBlipForConditionalGeneration.from_pretrained(
+        folder, dtype=torch.bfloat16, match_lavis=False, vision_layernorm_eps=ours.config.vision_layernorm_eps
+    ).eval()
     assert model.language_model.get_input_embeddings().weight.dtype == torch.bfloat16
     assert model.vision_model.encoder.layers[0].mlp.fc1.weight.dtype == torch.bfloat16
     assert model.query_tokens.dtype == torch.bfloat16  # as transformers: only fp16 keeps them in fp32
@@ -723,7 +726,9 @@ def test_last_layer_fast_path_survives_copies_and_reloads(reference_pair, llm_to
     assert isinstance(last, LlamaDecoderLayer) and type(last) is not LlamaDecoderLayer
     model = copy.deepcopy(ours)  # the shared fixture stays untouched
     assert type(model.language_model.model.layers[-1]) is type(last)
-    eager = InstructBlipForConditionalGeneration.from_pretrained(folder, attn_implementation="eager")
+    eager = InstructBlipForConditionalGeneration.from_pretrained(
+        folder, attn_implementation="eager", match_lavis=False, vision_layernorm_eps=ours.config.vision_layernorm_eps
+    )
     assert type(eager.language_model.model.layers[-1]) is LlamaDecoderLayer
     assert not eager._lm_last_layer_takes_rows({})
     assert model._lm_last_layer_takes_rows({}) and not model._lm_last_layer_takes_rows({"output_hidden_states": True})
@@ -784,7 +789,9 @@ def test_loads_a_transformers_v4_era_config(reference_pair, llm_tokenizers, bert
     config["qformer_config"].update(position_embedding_type="absolute", classifier_dropout=None)
     config["vision_config"].update(initializer_factor=1.0, dropout=0.0)
     (tmp_path / "v4" / "config.json").write_text(json.dumps(config))
-    loaded = InstructBlipForConditionalGeneration.from_pretrained(tmp_path / "v4").eval()
+    loaded = InstructBlipForConditionalGeneration.from_pretrained(
+        tmp_path / "v4", match_lavis=False, vision_layernorm_eps=ours.config.vision_layernorm_eps
+    ).eval()
     assert loaded.config.model_type == "instructblip_hub" and loaded.config.use_decoder_only_language_model
     inputs = batch("llama", llm_tokenizers, bert_tokenizer)
     with torch.no_grad():

@@ -22,6 +22,7 @@ from modeling_instructblip import (
     tiny,
 )
 from modeling_instructblip.configuration_instructblip import InstructBlipQFormerConfig
+from modeling_instructblip.modeling_instructblip import resize_llm_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def compose_from_parts(
         is_encoder_decoder=is_encoder_decoder,
     )
     if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
-        llm.resize_token_embeddings(len(tokenizer))
+        resize_llm_vocabulary(llm, len(tokenizer))  # FlanT5's lm_head stays its own
     text_config = llm.config
     for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
         if getattr(tokenizer, name) is not None and getattr(text_config, name, None) is None:
