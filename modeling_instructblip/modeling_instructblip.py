@@ -271,6 +271,9 @@ class InstructBlipEncoder(nn.Module):
 class InstructBlipVisionModel(nn.Module):
     """The EVA ViT and the LayerNorm after it (`post_layernorm`, LAVIS's trainable `ln_vision`)."""
 
+    # what transformers reads on a composite model's towers before it dispatches an implementation
+    _supports_sdpa = _supports_flash_attn = _supports_flex_attn = True
+
     def __init__(self, config: InstructBlipVisionConfig, post_layernorm_eps: float = 1e-5):
         super().__init__()
         self.config = config
@@ -480,6 +483,8 @@ class InstructBlipQFormerEncoder(nn.Module):
 
 
 class InstructBlipQFormerModel(nn.Module):
+    _supports_sdpa = _supports_flash_attn = _supports_flex_attn = True
+
     def __init__(self, config: InstructBlipQFormerConfig):
         super().__init__()
         self.config = config
@@ -746,7 +751,12 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
 
     def __init__(self, config: InstructBlipConfig):
         if not isinstance(config, InstructBlipConfig):  # e.g. transformers' own InstructBlipConfig
-            config = InstructBlipConfig.from_dict(convert_transformers_config_dict(config.to_dict()))
+            given = config
+            config = InstructBlipConfig.from_dict(convert_transformers_config_dict(given.to_dict()))
+            for key in ("", "vision_config", "qformer_config", "text_config"):  # not in to_dict()
+                source, target = (given, config) if not key else (getattr(given, key, None), getattr(config, key))
+                if source is not None and getattr(source, "_attn_implementation_internal", None) is not None:
+                    target._attn_implementation_internal = source._attn_implementation_internal
         super().__init__(config)
         # transformers resolves the attention implementation per PreTrainedModel; our vision tower and
         # Q-Former are plain modules, so their configs take the resolved top-level choice
@@ -840,10 +850,12 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         keys = ["qformer_config"] + (["vision_config"] if self.config.uses_eva_vision else [])
         for key in keys:
             wanted = attn_implementation
+            if isinstance(wanted, dict):  # {"": ...} is the top level only; a sub-config changes when named
+                if key not in wanted:
+                    continue
+                wanted = wanted[key]
             if isinstance(wanted, dict):
-                wanted = wanted.get(key, wanted.get("", self.config._attn_implementation))
-            if isinstance(wanted, dict):
-                wanted = wanted.get("", self.config._attn_implementation)
+                wanted = wanted.get("", getattr(self.config, key)._attn_implementation)
             getattr(self.config, key)._attn_implementation_internal = wanted or "sdpa"
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -1164,6 +1176,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 targets = shift_labels
             elif labels is not None:  # position i predicts label i + 1; the last position predicts nothing
                 targets = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), -100)], dim=1)
+            targets = self._without_placeholder_targets(targets)
             if targets is not None and self.training:
                 kwargs.setdefault("use_cache", False)  # no key/value cache to fill in training
             if (
@@ -1202,6 +1215,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 decoder_attention_mask=decoder_attention_mask,
                 **kwargs,
             )
+            labels = self._without_placeholder_targets(labels)
             loss = None if labels is None else self._lm_loss(outputs.logits, labels, num_items_in_batch)
 
         output = InstructBlipForConditionalGenerationModelOutput(
@@ -1233,6 +1247,15 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             parameters = inspect.signature(self.language_model.forward).parameters
             self._lm_accepts_logits_to_keep = "logits_to_keep" in parameters
         return self._lm_accepts_logits_to_keep
+
+    def _without_placeholder_targets(self, targets):
+        """With `match_lavis` the `<image>` placeholder takes no probability, so it is no target either:
+        a label equal to it (a placeholder position left supervised) is ignored like -100 rather than
+        giving an infinite loss. Our collator never supervises them."""
+        token = self.config.image_token_index
+        if targets is None or token is None or not self.config.match_lavis:
+            return targets
+        return targets.masked_fill(targets == token, -100)
 
     @staticmethod
     def _lm_loss(logits, labels, num_items_in_batch=None):

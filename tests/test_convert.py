@@ -157,6 +157,12 @@ def test_vicuna_tokenizer_quirk(llama_tokenizer):
     assert tokenizer.pad_token == "[PAD]" and tokenizer.pad_token_id == len(llama_tokenizer)
     assert tokenizer.bos_token == tokenizer.eos_token == tokenizer.unk_token == "</s>"
     assert tokenizer("a photo").input_ids[0] == 2
+    # LAVIS applies it whatever the tokenizer had: one that already has a pad token gets it too
+    padded = copy.deepcopy(llama_tokenizer)
+    padded.pad_token = padded.unk_token
+    padded = prepare_llm_tokenizer(padded, is_encoder_decoder=False)
+    assert padded.pad_token == "[PAD]" and padded.bos_token == padded.eos_token == padded.unk_token == "</s>"
+    assert padded("a photo").input_ids[0] == 2
 
 
 def test_unknown_keys_are_refused():

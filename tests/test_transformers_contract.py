@@ -193,3 +193,22 @@ def test_two_rank_ddp_with_activation_checkpointing(llm_tokenizers, bert_tokeniz
     assert len(out["losses"]) == 4
     torch.testing.assert_close(out["gathered"][0], out["gathered"][1], atol=0, rtol=0)
     assert out["moved"] > out["trainable"] // 2  # it trained: most trainable tensors moved
+
+
+def test_a_placeholder_label_is_no_target(reference_pair, llm_tokenizers, bert_tokenizer):
+    """With `match_lavis` the `<image>` placeholder takes no probability, so a label left on a
+    placeholder position (transformers' tests supervise every input id) is ignored like -100 instead
+    of giving an infinite loss; transformers' behaviour (`match_lavis=False`) scores it."""
+    _, _, folder = reference_pair("llama")
+    model = InstructBlipForConditionalGeneration.from_pretrained(folder).eval()
+    inputs = batch("llama", llm_tokenizers, bert_tokenizer, padding_side="right")
+    labels = labels_for("llama", llm_tokenizers, inputs)
+    on_placeholders = labels.clone()
+    on_placeholders[:, 1:4] = model.config.image_token_index  # positions that hold the visual tokens
+    with torch.no_grad():
+        expected = model(**inputs, labels=labels).loss
+        got = model(**inputs, labels=on_placeholders).loss
+        torch.testing.assert_close(got, expected)
+        port = InstructBlipForConditionalGeneration.from_pretrained(folder, match_lavis=False).eval()
+        assert torch.isfinite(port(**inputs, labels=on_placeholders).loss)
+        assert not torch.allclose(port(**inputs, labels=on_placeholders).loss, port(**inputs, labels=labels).loss)
