@@ -1,6 +1,7 @@
-"""tests/test_transformers_contract.py's DDP run: `python -m tests.ddp_worker FOLDER PORT STEPS RESULT`
-spawns two gloo ranks (in a process of its own: pytest's is no place to spawn from)."""
+"""One gloo rank of tests/test_transformers_contract.py's DDP run:
+`torchrun --standalone --nproc_per_node 2 -m tests.ddp_worker FOLDER STEPS RESULT`."""
 
+import datetime
 import os
 import sys
 
@@ -11,9 +12,10 @@ from torch.nn.parallel import DistributedDataParallel
 from modeling_instructblip import InstructBlipForConditionalGeneration
 
 
-def run(rank, world_size, folder, port, steps, result_path):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+def run(rank, world_size, folder, steps, result_path):
+    torch.set_num_threads(1)  # two ranks on a 2-core machine that runs other tests too
+    # torchrun's rendezvous (--standalone: a free port of its own), as the Trainer's launchers do
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=120))
     torch.manual_seed(0)
     model = InstructBlipForConditionalGeneration.from_pretrained(folder)
     model.freeze_for_instruction_tuning()
@@ -40,11 +42,12 @@ def run(rank, world_size, folder, port, steps, result_path):
     moved = sum(int(not torch.equal(start[n], p)) for n, p in model.named_parameters() if p.requires_grad)
     if rank == 0:
         torch.save({"gathered": gathered, "losses": losses, "moved": moved, "trainable": len(start)}, result_path)
+    # the DDP wrapper goes before its process group: torn down after it, gloo can wait forever at exit
+    del ddp
+    dist.barrier()
     dist.destroy_process_group()
 
 
-if __name__ == "__main__":
-    import torch.multiprocessing as mp
-
-    folder, port, steps, result = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    mp.spawn(run, args=(2, folder, port, steps, result), nprocs=2, join=True)
+if __name__ == "__main__":  # one rank, started by torchrun
+    folder, steps, result = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    run(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), folder, steps, result)

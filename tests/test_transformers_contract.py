@@ -3,7 +3,7 @@
 its place, found each of these), checked here against transformers' class on the same weights."""
 
 import copy
-import socket
+import os
 
 import pytest
 import torch
@@ -165,12 +165,6 @@ def test_transformers_config_objects_load(tmp_path):
     assert isinstance(from_object.config, InstructBlipConfig) and from_object.config.uses_eva_vision
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_rank_ddp_with_activation_checkpointing(llm_tokenizers, bert_tokenizer, tmp_path):
     """Two gloo ranks, the paper's freezing, activation checkpointing and DDP without
@@ -186,8 +180,10 @@ def test_two_rank_ddp_with_activation_checkpointing(llm_tokenizers, bert_tokeniz
     inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
     torch.save(inputs, tmp_path / "batch.pt")
     result = tmp_path / "result.pt"
-    command = [sys.executable, "-m", "tests.ddp_worker", str(tmp_path), str(free_port()), "4", str(result)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "tests.ddp_worker", str(tmp_path), "4", str(result)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1], env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     out = torch.load(result, weights_only=True)
     assert len(out["losses"]) == 4
