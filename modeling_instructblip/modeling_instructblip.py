@@ -136,13 +136,6 @@ def _require(condition: torch.Tensor, message) -> None:
         raise ValueError(message(compiled=False))
 
 
-def _padding_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """[batch, keys] 1/0 mask -> additive [batch, 1, 1, keys] mask, or None when nothing is padded."""
-    if mask is None or _all_set(mask):
-        return None
-    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-
 # ---------------------------------------------------------------------------------------------
 # Vision tower: EVA-CLIP ViT (CLS + patches, pre-LN blocks, q/v-bias attention, no final norm)
 # ---------------------------------------------------------------------------------------------
