@@ -27,6 +27,7 @@ from transformers.integrations import is_tensorboard_available  # noqa: E402
 
 from dataset_builders import DATASETS  # noqa: E402
 from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
+from dataset_builders.mixture import SAMPLINGS  # noqa: E402
 from modeling_instructblip import InstructBlipProcessor, paper_generation_config  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import (  # noqa: E402
@@ -111,6 +112,10 @@ class DataArguments:
     multipliers: dict | str | None = field(
         default=None, metadata={"help": "{name: factor} on sqrt(size), e.g. {okvqa: 2.0, aokvqa: 0.5}"}
     )
+    sampling: str = field(
+        default="sqrt",
+        metadata={"help": "mixture weighting: sqrt (the paper's balancing), size (no balancing: as concatenated) or uniform"},
+    )
     dataset_sizes: dict | str | None = field(default=None, metadata={"help": "{name: size} for streaming datasets"})
     streaming: bool = field(default=False, metadata={"help": "stream the raw files (needs max_steps)"})
     stopping_strategy: str = field(default="all_exhausted")
@@ -149,6 +154,8 @@ class DataArguments:
                 setattr(self, name, json.loads(value))
         if not self.data_dirs and not self.sample_corpus_dir:
             raise ValueError("give data_dirs ({name: folder}) or sample_corpus_dir")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"--sampling must be one of {', '.join(SAMPLINGS)} (the mixture's weighting); got {self.sampling!r}")
         if self.train_randaugment and not self.train_augmentation:
             raise ValueError("train_randaugment augments the random crop and flip: it needs train_augmentation true")
         if self.vision_feature_cache and self.train_augmentation:
@@ -310,6 +317,7 @@ def main(argv=None):
         mixture, proportions, build_reports = load_training_mixture(
             data_dirs,
             multipliers=data_args.multipliers,
+            sampling=data_args.sampling,
             sizes=data_args.dataset_sizes,
             streaming=data_args.streaming,
             stopping_strategy=data_args.stopping_strategy,
@@ -449,6 +457,7 @@ def main(argv=None):
             else "none" + (" (cached vision features)" if data_args.vision_feature_cache else ""),
             "trainable parameters": f"{trainable:,} of {total:,}",
             "seed": training_args.seed,
+            "mixture sampling": data_args.sampling + (f", multipliers {data_args.multipliers}" if data_args.multipliers else ""),
         }
         write_model_card(
             output_dir,
@@ -456,6 +465,7 @@ def main(argv=None):
             base_models=base_models,
             datasets=list(data_dirs),
             proportions=proportions,
+            sampling=data_args.sampling,
             hyperparameters=hyperparameters,
             eval_metrics=eval_metrics,
             data_report={

@@ -3,6 +3,10 @@ per-dataset multipliers (REFERENCE §5, "Balanced sampling").
 
     p_d = m_d * sqrt(S_d) / sum_i m_i * sqrt(S_i)
 
+`sampling` names the weighting, for the paper's ablation "without data balancing": "sqrt" (the
+paper), "size" (proportional to S_d: every example equally likely, as if the datasets were
+concatenated) or "uniform" (every dataset equally likely); multipliers apply to each.
+
 The paper lowers A-OKVQA (multiple choice) and raises OK-VQA by hand without publishing the
 factors, so `multipliers` is left to the user, e.g. {"okvqa": 2.0, "aokvqa": 0.5}.
 The mixture is `datasets.interleave_datasets`, so map-style and streaming inputs both work.
@@ -17,10 +21,13 @@ import datasets
 logger = logging.getLogger(__name__)
 
 STOPPING_STRATEGIES = ("first_exhausted", "all_exhausted", "all_exhausted_without_replacement")
+SAMPLINGS = {"sqrt": math.sqrt, "size": float, "uniform": lambda size: 1.0}
 
 
-def mixture_proportions(sizes: dict, multipliers: dict | None = None) -> dict:
-    """{name: p_d}, p_d proportional to multiplier * sqrt(size); sums to 1."""
+def mixture_proportions(sizes: dict, multipliers: dict | None = None, sampling: str = "sqrt") -> dict:
+    """{name: p_d}, p_d proportional to multiplier * weight(size), weight = sqrt (default), size or 1; sums to 1."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}; got {sampling!r}")
     multipliers = multipliers or {}
     unknown = set(multipliers) - set(sizes)
     if unknown:
@@ -32,7 +39,7 @@ def mixture_proportions(sizes: dict, multipliers: dict | None = None) -> dict:
         multiplier = multipliers.get(name, 1.0)
         if multiplier < 0:
             raise ValueError(f"multiplier of {name} is negative: {multiplier}")
-        weights[name] = multiplier * math.sqrt(size)
+        weights[name] = multiplier * SAMPLINGS[sampling](size)
     total = sum(weights.values())
     if total == 0:
         raise ValueError("every multiplier is 0")
@@ -69,11 +76,13 @@ def build_mixture(
     stopping_strategy: str = "all_exhausted",
     split: str = "train",
     return_proportions: bool = False,
+    sampling: str = "sqrt",
 ):
     """Interleave the held-in `sources` ({name: Dataset | IterableDataset | builder}) into one dataset.
 
     Args:
         multipliers: {name: factor} applied to sqrt(size) before normalising (default 1).
+        sampling: "sqrt" (the paper), "size" or "uniform": the weight of a dataset of each size.
         sizes: {name: number of training examples}, overriding len(); needed for streaming
             datasets whose size is not recorded.
         seed: seeds the draw order.
@@ -92,7 +101,7 @@ def build_mixture(
     names = list(sources)
     parts = [_as_dataset(sources[name], split) for name in names]
     sizes = {name: _size(name, part, sizes or {}) for name, part in zip(names, parts)}
-    proportions = mixture_proportions(sizes, multipliers)
+    proportions = mixture_proportions(sizes, multipliers, sampling)
     if any(isinstance(part, datasets.IterableDataset) for part in parts):
         parts = [part.to_iterable_dataset() if isinstance(part, datasets.Dataset) else part for part in parts]
     mixture = datasets.interleave_datasets(

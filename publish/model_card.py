@@ -12,6 +12,12 @@ from pathlib import Path
 
 CARD_INPUTS_FILENAME = "model_card_inputs.json"
 LOSS_CURVE_FILENAME = "loss_curve.png"
+# how the mixture weighted its datasets (train.py --sampling): the paper's balancing and its ablations
+SAMPLING_TEXT = {
+    "sqrt": "proportional to sqrt(size) (the paper's balancing)",
+    "size": "proportional to size (no balancing: as if the datasets were concatenated)",
+    "uniform": "uniform over the datasets",
+}
 CITATION = """@inproceedings{dai2023instructblip,
   title     = {InstructBLIP: Towards General-purpose Vision-Language Models with Instruction Tuning},
   author    = {Dai, Wenliang and Li, Junnan and Li, Dongxu and Tiong, Anthony Meng Huat and Zhao, Junqi and
@@ -59,6 +65,7 @@ def write_model_card(
     base_models=(),
     datasets=(),
     proportions: dict | None = None,
+    sampling: str = "sqrt",
     hyperparameters: dict | None = None,
     eval_metrics: dict | None = None,
     data_report: dict | None = None,
@@ -142,7 +149,7 @@ batched and beam decoding (0.45-0.8 of the time per product), within `model.deco
         mixture = "\n".join(f"| {name} | {p:.4f} |" for name, p in proportions.items())
         sections.append(
             "## Training data\n\nHeld-in datasets, rebuilt from their official releases, drawn with "
-            "probability proportional to sqrt(size) times a per-dataset multiplier; each example gets a "
+            f"probability {SAMPLING_TEXT[sampling]} times a per-dataset multiplier; each example gets a "
             "freshly drawn instruction template:\n\n| dataset | probability |\n|---|---|\n" + mixture
         )
     elif datasets:

@@ -130,10 +130,23 @@ def test_model_card_parses_and_carries_the_metadata(trained):
     assert "model-index" in card.content
     assert "trust_remote_code=True" in card.text
     assert "| coco_caption | 0.6000 |" in card.text  # the mixture weights
+    assert "proportional to sqrt(size) (the paper's balancing)" in card.text  # how they were weighted
     for section in ("## How to use", "## Intended use and limitations", "## Base models", "## Training recipe",
                     "## Citation"):
         assert section in card.text, section
     assert 'revision="<commit sha>"' in card.text and "Q-Former (3 layers" in card.text
+
+
+def test_model_card_records_an_ablations_sampling(tmp_path):
+    """`train.py --sampling uniform` (the paper's "without data balancing" ablation) is on the card."""
+    from publish.model_card import write_model_card
+
+    model, processor = tiny.build("llama")
+    model.save_pretrained(tmp_path)
+    write_model_card(str(tmp_path), model_name="ablation", base_models=[], datasets=["vqav2", "okvqa"],
+                     proportions={"vqav2": 0.5, "okvqa": 0.5}, sampling="uniform")
+    text = (tmp_path / "README.md").read_text()
+    assert "uniform over the datasets" in text and "sqrt(size)" not in text
 
 
 def test_model_card_takes_zero_shot_results_from_evaluate_py(trained, tmp_path):

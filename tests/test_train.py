@@ -131,6 +131,10 @@ def test_yaml_config_then_command_line_overrides(tmp_path):
         [str(config), "--data_dirs", '{"okvqa": "/d"}', "--report_to", "none"]
     )
     assert data_args.data_dirs == {"okvqa": "/d"}
+    _, data_args, _ = train_script.parse_args([str(config), "--sampling", "uniform"])
+    assert data_args.sampling == "uniform"  # the paper's "without data balancing" ablation
+    with pytest.raises(ValueError, match="--sampling must be one of sqrt, size, uniform"):
+        train_script.parse_args([str(config), "--sampling", "balanced"])
     config.write_text(config.read_text() + "no_such_option: 1\n")
     with pytest.raises(ValueError, match="no_such_option"):
         train_script.parse_args([str(config)])

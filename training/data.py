@@ -321,8 +321,9 @@ def load_training_mixture(
     cache_dir: str | None = None,
     errors: str = "skip",
     image_check: str = "header",
+    sampling: str = "sqrt",
 ):
-    """The square-root-balanced mixture of the held-in datasets in `data_dirs` ({name: raw folder}).
+    """The square-root-balanced mixture (`sampling`: "sqrt", "size" or "uniform", see build_mixture) of the held-in datasets in `data_dirs` ({name: raw folder}).
 
     Returns (mixture, proportions, error_reports): `error_reports` maps each dataset to its build
     report (records kept, skipped by reason), None when streaming (nothing is built up front).
@@ -337,7 +338,7 @@ def load_training_mixture(
         sources[name], reports[name] = dataset, report
     mixture, proportions = build_mixture(
         sources, multipliers=multipliers, sizes=sizes, seed=seed, stopping_strategy=stopping_strategy,
-        return_proportions=True,
+        return_proportions=True, sampling=sampling,
     )
     return mixture, proportions, reports
 

@@ -21,6 +21,25 @@ def test_proportions_follow_sqrt_size_and_multipliers():
         mixture_proportions(SIZES, {"gqa": 2.0})
 
 
+def test_the_ablations_weightings_size_and_uniform():
+    """The paper's "without data balancing" ablation as one switch: proportional to size (as if the
+    datasets were concatenated) or uniform over datasets; multipliers still apply."""
+    total = sum(SIZES.values())
+    assert mixture_proportions(SIZES, sampling="size") == pytest.approx({k: n / total for k, n in SIZES.items()})
+    assert mixture_proportions(SIZES, sampling="uniform") == pytest.approx({k: 1 / 3 for k in SIZES})
+    weighted = mixture_proportions(SIZES, {"okvqa": 2.0}, sampling="uniform")
+    assert weighted == pytest.approx({"vqav2": 0.25, "okvqa": 0.5, "aokvqa": 0.25})
+    with pytest.raises(ValueError, match="sampling must be one of sqrt, size, uniform; got 'sqrtt'"):
+        mixture_proportions(SIZES, sampling="sqrtt")
+
+
+def test_build_mixture_draws_with_the_chosen_weighting():
+    big = datasets.Dataset.from_dict({"x": list(range(900))})
+    small = datasets.Dataset.from_dict({"x": list(range(1000, 1100))})
+    _, proportions = build_mixture({"big": big, "small": small}, sampling="size", return_proportions=True)
+    assert proportions == pytest.approx({"big": 0.9, "small": 0.1})
+
+
 def _within_tolerance(counts, proportions, n):
     for name, p in proportions.items():
         sigma = math.sqrt(p * (1 - p) / n)
