@@ -111,7 +111,7 @@ def build_pair(kind: str, sizes: dict, num_query_tokens: int):
         text_config=text, num_query_tokens=num_query_tokens, image_token_index=image_token,
         # transformers' port exactly (its post-ViT LayerNorm eps, no LAVIS behaviour at the LLM seam), so
         # both sides compute the same thing
-        match_lavis=False, vision_layernorm_eps=sizes["vision"].get("layer_norm_eps", 1e-6),
+        match_lavis=False,
     )
     torch.manual_seed(0)
     ours = InstructBlipForConditionalGeneration(config)

@@ -83,15 +83,16 @@ class InstructBlipConfig(PreTrainedConfig):
             projected query outputs there.
         vision_feature_layer: hidden-state index taken from a non-EVA vision tower (-1: last).
         vision_layernorm_eps: eps of the trainable LayerNorm after the vision tower (LAVIS's
-            `ln_vision`, `post_layernorm` here): LAVIS builds it as `nn.LayerNorm(num_features)`, eps
-            1e-5, and the released checkpoints were trained with it (transformers' port uses the ViT
-            blocks' 1e-6).
+            `ln_vision`, `post_layernorm` here). None: 1e-5 with `match_lavis` (LAVIS builds it as
+            `nn.LayerNorm(num_features)`, and the released checkpoints were trained with it), else the
+            vision config's `layer_norm_eps` (what transformers' port uses, 1e-6 for EVA).
         match_lavis: behave like LAVIS, the code behind the paper's numbers, where transformers' port
             differs at the LLM seam: the `<image>` placeholder (a token LAVIS's vocabulary does not have)
             gets no probability (its logit is -inf in `forward`, ranking and decoding), and with a
             decoder-only LLM the repetition penalty covers the generated tokens only (LAVIS calls the
-            LLM's `generate` with `inputs_embeds` and no prompt ids). False: transformers'
-            `InstructBlipForConditionalGeneration` exactly (the prompt ids are penalised too).
+            LLM's `generate` with `inputs_embeds` and no prompt ids); the post-ViT LayerNorm's eps is
+            LAVIS's (see `vision_layernorm_eps`). False: transformers' `InstructBlipForConditionalGeneration`
+            exactly (the prompt ids are penalised too).
             Decoding lengths are not part of this switch: the paper's settings are stated in new
             tokens in `paper_generation_config` and `evaluation/tasks.py`.
     """
@@ -110,7 +111,7 @@ class InstructBlipConfig(PreTrainedConfig):
     num_query_tokens: int = 32
     image_token_index: int | None = None
     vision_feature_layer: int = -1
-    vision_layernorm_eps: float = 1e-5
+    vision_layernorm_eps: float | None = None
     match_lavis: bool = True
     initializer_factor: float = 1.0
     initializer_range: float = 0.02
@@ -126,6 +127,14 @@ class InstructBlipConfig(PreTrainedConfig):
     @property
     def use_decoder_only_language_model(self) -> bool:
         return not getattr(self.text_config, "is_encoder_decoder", False)
+
+    @property
+    def resolved_vision_layernorm_eps(self) -> float:
+        """The post-ViT LayerNorm's eps: `vision_layernorm_eps`, or by default LAVIS's 1e-5 with
+        `match_lavis` and the vision config's own eps without."""
+        if self.vision_layernorm_eps is not None:
+            return self.vision_layernorm_eps
+        return 1e-5 if self.match_lavis else getattr(self.vision_config, "layer_norm_eps", 1e-6)
 
     @property
     def uses_eva_vision(self) -> bool:

@@ -758,11 +758,11 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             if sub_config._attn_implementation is None:
                 sub_config._attn_implementation_internal = config._attn_implementation or "sdpa"
         if config.uses_eva_vision:
-            self.vision_model = InstructBlipVisionModel(config.vision_config, config.vision_layernorm_eps)
+            self.vision_model = InstructBlipVisionModel(config.vision_config, config.resolved_vision_layernorm_eps)
         else:
             self.vision_model = AutoModel.from_config(config.vision_config)
             # LAVIS's `ln_vision` after a foreign tower; the EVA tower keeps it as `post_layernorm`
-            self.vision_layernorm = nn.LayerNorm(config.vision_config.hidden_size, eps=config.vision_layernorm_eps)
+            self.vision_layernorm = nn.LayerNorm(config.vision_config.hidden_size, eps=config.resolved_vision_layernorm_eps)
         self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
         self.qformer = InstructBlipQFormerModel(config.qformer_config)
         self.language_projection = nn.Linear(config.qformer_config.hidden_size, config.text_config.hidden_size)

@@ -67,9 +67,7 @@ def reference_pair(llm_tokenizers, tmp_path_factory):
             reference.save_pretrained(folder)
             # transformers' port exactly: its post-ViT LayerNorm eps (the blocks' 1e-6; LAVIS's is 1e-5) and
             # no LAVIS behaviour at the LLM seam
-            ours = InstructBlipForConditionalGeneration.from_pretrained(
-                folder, match_lavis=False, vision_layernorm_eps=reference_config.vision_config.layer_norm_eps
-            ).eval()
+            ours = InstructBlipForConditionalGeneration.from_pretrained(folder, match_lavis=False).eval()
             cache[kind] = (reference, ours, folder)
         return cache[kind]
 

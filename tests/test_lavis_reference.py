@@ -117,6 +117,7 @@ def loss_inputs(kind, case, processor, model, images):
 @pytest.mark.parametrize("kind", KINDS)
 def test_logits_and_loss_equal_lavis(kind, converted):
     model, processor, _ = converted(kind)
+    assert model.vision_model.post_layernorm.eps == 1e-5  # LAVIS's ln_vision: nn.LayerNorm's default
     reference = cases(kind)
     images = reference["images"]["pixel_values"]
     for case in reference["loss"]:

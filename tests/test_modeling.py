@@ -424,7 +424,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(llm_tokenizers, bert_to
 def test_bfloat16_loading(reference_pair, llm_tokenizers, bert_tokenizer):
     _, ours, folder = reference_pair("llama")
     model = InstructBlipForConditionalGeneration.from_pretrained(
-        folder, dtype=torch.bfloat16, match_lavis=False, vision_layernorm_eps=ours.config.vision_layernorm_eps
+        folder, dtype=torch.bfloat16, match_lavis=False
     ).eval()
     assert model.language_model.get_input_embeddings().weight.dtype == torch.bfloat16
     assert model.vision_model.encoder.layers[0].mlp.fc1.weight.dtype == torch.bfloat16
@@ -727,7 +727,7 @@ def test_last_layer_fast_path_survives_copies_and_reloads(reference_pair, llm_to
     model = copy.deepcopy(ours)  # the shared fixture stays untouched
     assert type(model.language_model.model.layers[-1]) is type(last)
     eager = InstructBlipForConditionalGeneration.from_pretrained(
-        folder, attn_implementation="eager", match_lavis=False, vision_layernorm_eps=ours.config.vision_layernorm_eps
+        folder, attn_implementation="eager", match_lavis=False
     )
     assert type(eager.language_model.model.layers[-1]) is LlamaDecoderLayer
     assert not eager._lm_last_layer_takes_rows({})
@@ -790,7 +790,7 @@ def test_loads_a_transformers_v4_era_config(reference_pair, llm_tokenizers, bert
     config["vision_config"].update(initializer_factor=1.0, dropout=0.0)
     (tmp_path / "v4" / "config.json").write_text(json.dumps(config))
     loaded = InstructBlipForConditionalGeneration.from_pretrained(
-        tmp_path / "v4", match_lavis=False, vision_layernorm_eps=ours.config.vision_layernorm_eps
+        tmp_path / "v4", match_lavis=False
     ).eval()
     assert loaded.config.model_type == "instructblip_hub" and loaded.config.use_decoder_only_language_model
     inputs = batch("llama", llm_tokenizers, bert_tokenizer)

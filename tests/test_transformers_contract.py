@@ -23,9 +23,11 @@ def image_inputs(inputs):
 def test_get_image_features_returns_what_transformers_returns(reference_pair, llm_tokenizers, bert_tokenizer, tmp_path):
     reference, _, folder = reference_pair("llama")
     ours = InstructBlipForConditionalGeneration.from_pretrained(
-        folder, match_lavis=False, vision_layernorm_eps=1e-6, attn_implementation="eager"
+        folder, match_lavis=False, attn_implementation="eager"
     ).eval()
     reference = reference.__class__.from_pretrained(folder, attn_implementation="eager").eval()
+    # transformers' port: its post-ViT LayerNorm takes the vision blocks' eps
+    assert ours.vision_model.post_layernorm.eps == reference.vision_model.post_layernorm.eps == 1e-6
     inputs = image_inputs(batch("llama", llm_tokenizers, bert_tokenizer))
     with torch.no_grad():
         expected = reference.get_image_features(**inputs, output_hidden_states=True, output_attentions=True)
