@@ -8,6 +8,7 @@ without renaming. Read top to bottom in the order data flows: vision tower -> Q-
 
 import copy
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -742,6 +743,16 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     # many bytes; 0 turns it off and frees the copies at the next `generate`.
     decode_prepack_max_bytes: int = 1 << 30
 
+    # What `from_pretrained(..., quantization_config=...)` leaves in the model's dtype when the config
+    # names no modules of its own: everything but the LLM, whose weights are read again for every
+    # generated token (the vision tower and Q-Former run once per image, and the Q-Former, query tokens
+    # and projection are what instruction tuning trained), and the LLM's output layer, which
+    # transformers' quantizers keep too. A config that names its own list (`modules_to_not_convert`,
+    # `llm_int8_skip_modules`, even `[]`) is taken as given.
+    _quantization_skip_modules = (
+        "vision_model", "vision_layernorm", "query_tokens", "qformer", "language_projection", "language_model.lm_head",
+    )
+
     def __init__(self, config: InstructBlipConfig):
         if not isinstance(config, InstructBlipConfig):  # e.g. transformers' own InstructBlipConfig
             given = config
@@ -822,8 +833,10 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 "Save them as safetensors first (safetensors.torch.save_file)."
             )
         kwargs["use_safetensors"] = True
+        if kwargs.get("quantization_config") is not None:
+            kwargs["quantization_config"] = cls._with_quantization_skip_modules(kwargs["quantization_config"])
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except OSError as err:
             folder = Path(str(pretrained_model_name_or_path))
             pickles = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
@@ -835,6 +848,32 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "LAVIS checkpoints, with `python -m modeling_instructblip.convert`."
                 ) from err
             raise
+        if getattr(model, "is_quantized", False):
+            model.decode_prepack_max_bytes = 0  # fp32 prepacks are for plain weights; quantized ones have their own kernels
+        return model
+
+    @classmethod
+    def _with_quantization_skip_modules(cls, quantization_config):
+        """A copy of transformers' quantization config (or its dict) that keeps
+        `_quantization_skip_modules` out of the quantizer's reach, unless it names modules itself."""
+        from transformers.quantizers.auto import AutoQuantizationConfig
+        from transformers.utils.quantization_config import QuantizationConfigMixin
+
+        if isinstance(quantization_config, dict):
+            quantization_config = AutoQuantizationConfig.from_dict(dict(quantization_config))
+        if not isinstance(quantization_config, QuantizationConfigMixin):
+            raise TypeError(
+                "quantization_config: expected one of transformers' quantization configs (e.g. TorchAoConfig, "
+                f"BitsAndBytesConfig) or its dict, got {type(quantization_config).__name__}"
+            )
+        quantization_config = copy.deepcopy(quantization_config)
+        # bitsandbytes and HQQ name the list differently; every other quantizer calls it modules_to_not_convert
+        for name in ("llm_int8_skip_modules", "skip_modules", "modules_to_not_convert"):
+            if hasattr(quantization_config, name):
+                if getattr(quantization_config, name) is None:
+                    setattr(quantization_config, name, list(cls._quantization_skip_modules))
+                break
+        return quantization_config
 
     def set_attn_implementation(self, attn_implementation: str | dict, **kwargs):
         """transformers' switch, reaching our vision tower and Q-Former too: they are plain modules,
@@ -854,7 +893,25 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     def save_pretrained(self, save_directory, *args, **kwargs):
         # both Auto classes resolve to this class; register_for_auto_class records only one
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        quantizer = getattr(self, "hf_quantizer", None)
+        if quantizer is None or quantizer.quantization_config.quant_method != "torchao":
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        # torchao's reader splits every name it lists in `tensor_names` at its last dot, so a top-level
+        # parameter (`query_tokens`) makes a saved torchao model fail to load; plain tensors need no
+        # entry there (they load like any unquantized weight), so the top-level ones are left out
+        flatten = quantizer.get_state_dict_and_metadata
+
+        def state_dict_and_metadata(model):
+            state_dict, metadata = flatten(model)
+            names = json.loads(metadata["tensor_names"])
+            metadata["tensor_names"] = json.dumps([name for name in names if "." in name])
+            return state_dict, metadata
+
+        quantizer.get_state_dict_and_metadata = state_dict_and_metadata
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            del quantizer.get_state_dict_and_metadata
 
     # -- training semantics -------------------------------------------------------------------------
 
