@@ -95,6 +95,10 @@ class InstructBlipConfig(PreTrainedConfig):
             exactly (the prompt ids are penalised too).
             Decoding lengths are not part of this switch: the paper's settings are stated in new
             tokens in `paper_generation_config` and `evaluation/tasks.py`.
+        instruction_aware: whether the Q-Former reads the instruction (the paper's instruction-aware
+            visual features). False: BLIP-2's Q-Former input, the queries only, whatever
+            `qformer_input_ids` are passed (the paper's Table 2 ablation "w/o instruction-aware visual
+            features").
     """
 
     model_type = "instructblip_hub"
@@ -113,6 +117,7 @@ class InstructBlipConfig(PreTrainedConfig):
     vision_feature_layer: int = -1
     vision_layernorm_eps: float | None = None
     match_lavis: bool = True
+    instruction_aware: bool = True
     initializer_factor: float = 1.0
     initializer_range: float = 0.02
 

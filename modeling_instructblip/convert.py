@@ -35,6 +35,8 @@ UNUSED_LAVIS_KEYS = [
     (re.compile(r"^Qformer\.bert\.embeddings\.position_ids$"), "a constant buffer, rebuilt by the model"),
     (re.compile(r"^Qformer\.cls\."), "the stage-1 Q-Former LM head (InstructBLIP removes it)"),
     (re.compile(r"^(visual_encoder\.)?(norm|fc_norm|head|lm_head)\."), "EVA heads, unused (features come before them)"),
+    (re.compile(r"^(vision_proj|text_proj|itm_head)\.|^temp$"),
+     "BLIP-2 stage 1's contrastive and matching heads (InstructBLIP does not use them)"),
     # what LAVIS's runner saves besides the trained tensors: it drops parameters without gradients, not buffers
     (re.compile(r"^llm_model\.model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$"),
      "a constant buffer of LAVIS's vendored Llama (rotary frequencies), rebuilt by the LLM"),
@@ -42,7 +44,7 @@ UNUSED_LAVIS_KEYS = [
 
 # The frozen LLM's own tensors, when a LAVIS file holds them (a full state dict; the runner's files keep
 # FlanT5's `embed_tokens`, aliases of `shared`): the LLM comes from --llm, and these must equal its weights.
-LLM_PREFIXES = ("llm_model.", "t5_model.")
+LLM_PREFIXES = ("llm_model.", "t5_model.", "opt_model.")
 
 
 @dataclass
@@ -126,13 +128,14 @@ def convert_vision_state_dict(state_dict: dict, num_layers: int, report: Convers
 
 
 def convert_lavis_key(key: str) -> str | None:
-    """A LAVIS InstructBLIP key -> our name (None: not an InstructBLIP weight). The ViT's keys
-    (`visual_encoder.*`) go through `convert_vision_state_dict`."""
+    """A LAVIS InstructBLIP (or BLIP-2: `opt_proj`/`opt_model`) key -> our name (None: not an InstructBLIP
+    weight). The ViT's keys (`visual_encoder.*`) go through `convert_vision_state_dict`."""
     if key == "query_tokens":
         return key
     for lavis, ours in (("ln_vision.", "vision_model.post_layernorm."), ("llm_proj.", "language_projection."),
-                        ("t5_proj.", "language_projection."), ("llm_model.", "language_model."),
-                        ("t5_model.", "language_model.")):
+                        ("t5_proj.", "language_projection."), ("opt_proj.", "language_projection."),
+                        ("llm_model.", "language_model."), ("t5_model.", "language_model."),
+                        ("opt_model.", "language_model.")):
         if key.startswith(lavis):
             return ours + key[len(lavis):]
     if key.startswith("Qformer.bert."):
@@ -216,6 +219,40 @@ def cross_attention_frequency_of(cross_layers: list[int], num_layers: int) -> in
             f"the Q-Former's cross-attention layers {cross_layers} (of {num_layers}) are not every k-th layer from 0"
         )
     return frequency
+
+
+def infer_architecture(state: dict, num_vision_layers: int, vision_head_dim: int = 88, qformer_head_dim: int = 64):
+    """(vision_config, qformer_config) dicts read off converted weights (our names): widths, depths and
+    sizes are in the tensors' shapes; head counts are not, and follow from the head sizes (EVA ViT-g:
+    1408 / 88 = 16 heads; BERT-base: 768 / 64 = 12)."""
+    vision_hidden = state["vision_model.embeddings.position_embedding"].shape[-1]
+    num_positions = state["vision_model.embeddings.position_embedding"].shape[1]
+    patch_size = state["vision_model.embeddings.patch_embedding.weight"].shape[-1]
+    word_embeddings = state["qformer.embeddings.word_embeddings.weight"]
+    qformer_layers = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"qformer\.encoder\.layer\.(\d+)\.", k)))
+    cross_layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"qformer\.encoder\.layer\.(\d+)\.crossattention", k))})
+    qformer_hidden = word_embeddings.shape[1]
+    for what, hidden, head_dim in (("vision", vision_hidden, vision_head_dim), ("Q-Former", qformer_hidden, qformer_head_dim)):
+        if hidden % head_dim:
+            raise ValueError(f"{what} width {hidden} is not a multiple of the head size {head_dim}; pass the head size")
+    vision_config = dict(
+        hidden_size=vision_hidden,
+        intermediate_size=state["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
+        num_hidden_layers=num_vision_layers,
+        num_attention_heads=vision_hidden // vision_head_dim,
+        image_size=int(round((num_positions - 1) ** 0.5)) * patch_size,
+        patch_size=patch_size,
+    )
+    qformer_config = dict(
+        vocab_size=word_embeddings.shape[0],
+        hidden_size=qformer_hidden,
+        num_hidden_layers=qformer_layers,
+        num_attention_heads=qformer_hidden // qformer_head_dim,
+        intermediate_size=state["qformer.encoder.layer.0.intermediate_query.dense.weight"].shape[0],
+        max_position_embeddings=state["qformer.embeddings.position_embeddings.weight"].shape[0],
+        cross_attention_frequency=cross_attention_frequency_of(cross_layers, qformer_layers),
+    )
+    return vision_config, qformer_config
 
 
 def _untie_like(target, source):
@@ -303,38 +340,12 @@ def convert(
     if "[DEC]" not in bert.get_vocab():
         bert.add_special_tokens({"bos_token": "[DEC]"})  # LAVIS's Q-Former vocabulary: bert-base-uncased + [DEC]
 
-    queries = state["query_tokens"]
-    vision_hidden = state["vision_model.embeddings.position_embedding"].shape[-1]
-    num_positions = state["vision_model.embeddings.position_embedding"].shape[1]
-    patch_size = state["vision_model.embeddings.patch_embedding.weight"].shape[-1]
-    word_embeddings = state["qformer.embeddings.word_embeddings.weight"]
-    qformer_layers = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"qformer\.encoder\.layer\.(\d+)\.", k)))
-    cross_layers = sorted({int(m.group(1)) for k in state if (m := re.match(r"qformer\.encoder\.layer\.(\d+)\.crossattention", k))})
-    cross_attention_frequency = cross_attention_frequency_of(cross_layers, qformer_layers)
-    qformer_hidden = word_embeddings.shape[1]
-    for what, hidden, head_dim in (("vision", vision_hidden, vision_head_dim), ("Q-Former", qformer_hidden, qformer_head_dim)):
-        if hidden % head_dim:
-            raise ValueError(f"{what} width {hidden} is not a multiple of the head size {head_dim}; pass the head size")
+    vision_config, qformer_config = infer_architecture(state, num_vision_layers, vision_head_dim, qformer_head_dim)
     config = InstructBlipConfig(
-        vision_config=dict(
-            hidden_size=vision_hidden,
-            intermediate_size=state["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
-            num_hidden_layers=num_vision_layers,
-            num_attention_heads=vision_hidden // vision_head_dim,
-            image_size=int(round((num_positions - 1) ** 0.5)) * patch_size,
-            patch_size=patch_size,
-        ),
-        qformer_config=dict(
-            vocab_size=word_embeddings.shape[0],
-            hidden_size=qformer_hidden,
-            num_hidden_layers=qformer_layers,
-            num_attention_heads=qformer_hidden // qformer_head_dim,
-            intermediate_size=state["qformer.encoder.layer.0.intermediate_query.dense.weight"].shape[0],
-            max_position_embeddings=state["qformer.embeddings.position_embeddings.weight"].shape[0],
-            cross_attention_frequency=cross_attention_frequency,
-        ),
+        vision_config=vision_config,
+        qformer_config=qformer_config,
         text_config=language_model.config.to_dict(),
-        num_query_tokens=queries.shape[1],
+        num_query_tokens=state["query_tokens"].shape[1],
     )
     processor = InstructBlipProcessor(
         image_processor=InstructBlipImageProcessor(),

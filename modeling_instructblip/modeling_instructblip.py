@@ -1035,6 +1035,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         num_frames = num_frames or 1
         image_embeds, image_keys_values = self._normed_image_features(vision_features)
         num_images = image_embeds.shape[0]
+        if not self.config.instruction_aware:  # BLIP-2's Q-Former: the queries alone
+            qformer_input_ids = qformer_attention_mask = None
         if qformer_input_ids is not None and num_frames > 1:
             qformer_input_ids = qformer_input_ids.repeat_interleave(num_frames, dim=0)
             if qformer_attention_mask is not None:

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 OUR_MODEL_TYPES = ("instructblip", InstructBlipConfig.model_type)
 LORA_TARGET_MODULES = r".*language_model.*\.(q_proj|v_proj)"
+# the Q-Former's parameters that only the instruction's tokens go through (BERT's word and position
+# embeddings, each layer's text feed-forward block): what BLIP-2's stage-2 checkpoints lack
+QFORMER_TEXT_ONLY = re.compile(r"embeddings\.(word|position)_embeddings\.|encoder\.layer\.\d+\.(intermediate|output)\.")
 
 
 def load_checkpoint(path: str, dtype=None, trust_remote_code: bool = False):
@@ -221,6 +224,12 @@ def freeze(model, train_language_model: bool = False, frozen_dtype=None, train_v
     model.freeze_for_instruction_tuning(
         keep_frozen_in_eval=True, train_language_model=train_language_model, train_vision_model=train_vision_model
     )
+    if not model.config.instruction_aware:
+        # the Q-Former reads no text: its text-only parts get no gradient, so they are frozen (as BLIP-2's
+        # stage 2, which drops them), keeping them out of the optimiser and of DDP's reduction
+        for name, param in model.qformer.named_parameters():
+            if QFORMER_TEXT_ONLY.match(name):
+                param.requires_grad_(False)
     if frozen_dtype is not None:
         for module in model._frozen_modules():
             if not any(p.requires_grad for p in module.parameters()):
