@@ -78,7 +78,14 @@ def _format(value) -> str:
 def comparable_tasks(results: dict) -> list[str]:
     """Our tasks whose score may stand beside published numbers: run on the full official split
     (runner.data_provenance's `comparable`; results without provenance are not)."""
-    return [name for name, result in results["tasks"].items() if result.get("comparable")]
+    return [name for name, result in results["tasks"].items() if result.get("comparable") and not result.get("finetuned")]
+
+
+def _role(result: dict) -> str:
+    """held-out (zero-shot), held-in, or fine-tuned: a held-out dataset the model was trained on."""
+    if result.get("finetuned"):
+        return "fine-tuned"
+    return "held-out" if result.get("held_out", True) else "held-in"
 
 
 def _data(result: dict) -> str:
@@ -99,7 +106,8 @@ def markdown_table(results: dict) -> str:
     model, ours = results["model"], results["tasks"]
     comparable = comparable_tasks(results)
     in_table1 = [task for task in TABLE1_COLUMNS if task in comparable]
-    set_apart = [task for task in ours if task not in comparable]
+    finetuned = [task for task in ours if ours[task].get("finetuned")]
+    set_apart = [task for task in ours if task not in comparable and task not in finetuned]
     if in_table1:
         lines = [
             "## Zero-shot results on held-out datasets (the paper's Table 1)",
@@ -113,15 +121,25 @@ def markdown_table(results: dict) -> str:
         lines.append(f"| **{model} (ours)** | " + " | ".join(row) + " |")
         lines += ["", f"Published rows: {PUBLISHED_SOURCE}. Ours: this run, on the full official splits "
                   "(– where a task was not run on one)."]
+        if finetuned:
+            lines += ["", "Not in this table, because the model was fine-tuned on them (not zero-shot): "
+                      + ", ".join(ours[task]["title"] for task in finetuned) + "."]
         if set_apart:
             lines += ["", "Not in this table, because their data is not the full official split: "
                       + "; ".join(f"{ours[task]['title']} ({_data(ours[task])})" for task in set_apart) + "."]
     else:
+        reasons = []
+        if set_apart:
+            reasons.append("none of this run's other data is a full official split (see *Data* below)" if finetuned
+                           else "none of this run's data is a full official split (see *Data* below)")
+        if finetuned:
+            reasons.append("the model was fine-tuned on " + ", ".join(ours[task]["title"] for task in finetuned)
+                           + " (not zero-shot)")
         lines = [
-            f"## Zero-shot results of {model}",
+            f"## Results of {model}" if finetuned else f"## Zero-shot results of {model}",
             "",
-            "No published numbers are shown: none of this run's data is a full official split (see *Data* "
-            "below), so its scores are not comparable with the paper's Table 1.",
+            "No published numbers are shown: " + "; ".join(reasons) + ", so its scores are not comparable with the "
+            "paper's Table 1.",
         ]
     lines += [
         "",
@@ -132,7 +150,7 @@ def markdown_table(results: dict) -> str:
     ]
     for name, result in ours.items():
         limited = " (limit)" if result.get("limit") is not None else ""
-        role = "held-out" if result.get("held_out", True) else "held-in"
+        role = _role(result)
         lines.append(
             f"| {result['title']} ({role}) | {_data(result)} | {_files(result)} | {result['split']} | "
             f"{METRIC_NAMES.get(result['metric'], result['metric'])} | {result['num_samples']}{limited} | "
@@ -156,18 +174,21 @@ def chart_tasks_and_title(results: dict) -> tuple[list[str], str]:
     ours = results["tasks"]
     comparable = comparable_tasks(results)
     tasks = [task for task in TABLE1_COLUMNS if task in comparable]
+    finetuned = [task for task in ours if ours[task].get("finetuned")]
+    note = ("\n" + _wrap("not shown (fine-tuned on, not zero-shot): " + ", ".join(ours[t]["title"] for t in finetuned))
+            if finetuned else "")
     if tasks:
         title = "Zero-shot on the full official splits: ours vs. the paper's Table 1"
-        others = [ours[task]["title"] for task in ours if task not in tasks]
+        others = [ours[task]["title"] for task in ours if task not in tasks and task not in finetuned]
         if others:
             title += "\n" + _wrap("not shown (not a full official split): " + ", ".join(others))
-        return tasks, title
-    tasks = list(ours)
+        return tasks, title + note
+    tasks = [task for task in ours if task not in finetuned]
     synthetic = bool(tasks) and all((ours[task].get("data") or {}).get("synthetic") for task in tasks)
     what = "a synthetic sample" if synthetic else "data that is not the full official split"
     title = f"Zero-shot on {what}: not comparable with the paper's Table 1\n" + _wrap(
         "; ".join(f"{ours[task]['title']}: {_data(ours[task])}" for task in tasks))
-    return tasks, title
+    return tasks, title + note
 
 
 def plot_comparison(results: dict, path: str, compare_with=None) -> str:
@@ -211,11 +232,10 @@ def eval_results(results: dict) -> list[EvalResult]:
     """`huggingface_hub.EvalResult`s of our scored tasks on full official splits, for
     `ModelCardData(eval_results=...)`: a score on other data must not be listed as the benchmark's."""
     entries = []
-    for name in comparable_tasks(results):
-        result = results["tasks"][name]
-        if result["score"] is None:
+    for name, result in results["tasks"].items():
+        if not result.get("comparable") or result["score"] is None:  # fine-tuned ones are named so below
             continue
-        setting = "Zero-shot" if result.get("held_out", True) else "Held-in"
+        setting = {"fine-tuned": "Fine-tuned", "held-out": "Zero-shot", "held-in": "Held-in"}[_role(result)]
         entries.append(
             EvalResult(
                 task_type=HUB_TASK_TYPES.get(result["metric"], "visual-question-answering"),

@@ -322,6 +322,8 @@ def run_task(
         "dataset": task.dataset,
         "split": task.split,
         "held_out": task.held_out,
+        # fine-tuned on this held-out dataset (train.py --finetune_on_held_out): never a zero-shot score
+        "finetuned": task.held_out and task.dataset in (getattr(model.config, "trained_on_held_out", None) or ()),
         "metric": task.metric,
         "score": score,
         "metrics": metrics,

@@ -99,6 +99,9 @@ class InstructBlipConfig(PreTrainedConfig):
             visual features). False: BLIP-2's Q-Former input, the queries only, whatever
             `qformer_input_ids` are passed (the paper's Table 2 ablation "w/o instruction-aware visual
             features").
+        trained_on_held_out: the held-out datasets (registry names, e.g. `scienceqa`) this model was
+            fine-tuned on (`train.py --finetune_on_held_out`): its scores there are fine-tuned results,
+            which `evaluate.py` never reports as zero-shot.
     """
 
     model_type = "instructblip_hub"
@@ -118,6 +121,7 @@ class InstructBlipConfig(PreTrainedConfig):
     vision_layernorm_eps: float | None = None
     match_lavis: bool = True
     instruction_aware: bool = True
+    trained_on_held_out: list | None = None
     initializer_factor: float = 1.0
     initializer_range: float = 0.02
 
@@ -214,7 +218,7 @@ def paper_generation_config(text_config) -> GenerationConfig:
         repetition_penalty=1.5,
         length_penalty=1.0,
         do_sample=False,
-        bos_token_id=text_config.bos_token_id,
+        bos_token_id=getattr(text_config, "bos_token_id", None),  # T5's config need not have one
         eos_token_id=text_config.eos_token_id,
         pad_token_id=text_config.pad_token_id,
         decoder_start_token_id=getattr(text_config, "decoder_start_token_id", None),

@@ -326,7 +326,11 @@ def test_paper_configs_start_from_blip2_as_the_paper(name):
     else:  # no Vicuna BLIP-2 was released: stage 1 + the LLM
         assert model_args.model_name_or_path == stage1 and blip2.blip2_format(stage1) == "lavis"
         assert model_args.language_model == f"lmsys/{name}-v1.1" and model_args.vision_model.endswith("eva_vit_g.pth")
-    assert model_args.qformer_model == "bert-base-uncased" and model_args.num_query_tokens == 32
+    assert model_args.qformer_model == "bert-base-uncased" and model_args.num_query_tokens in (None, 32)
+    if name.startswith("flan-t5"):  # the README's "text parts from BERT instead"
+        unset, _, _ = train_script.parse_args([str(ROOT / "configs" / f"{name}.yaml"), "--blip2_stage1", "null",
+                                              "--use_cpu", "true"])
+        assert unset.blip2_stage1 is None
 
 
 def test_an_instructblip_start_refuses_blip2_parts(tmp_path):
@@ -337,3 +341,99 @@ def test_an_instructblip_start_refuses_blip2_parts(tmp_path):
                                                 "--sample_corpus_dir", "d", "--output_dir", "o"])
     with pytest.raises(ValueError, match="holds every part: drop language_model"):
         train_script.build_model(model_args, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Downstream fine-tuning (Table 3): held-out data only with --finetune_on_held_out, then never zero-shot
+# ---------------------------------------------------------------------------------------------
+
+
+def write_scienceqa_with_train(root: Path) -> str:
+    """ScienceQA's official layout (problems.json, pid_splits.json, images/<split>/<pid>/image.png) with a
+    train split, so a fine-tuning run has something to train on."""
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+    problems, splits = {}, {"train": [], "val": [], "test": []}
+    for i in range(12):
+        split = "train" if i < 6 else "val" if i < 8 else "test"
+        answer = list(colours)[i % 3]
+        pid = str(100 + i)
+        problems[pid] = {"question": "Which colour is the square?", "choices": list(colours), "answer": i % 3,
+                         "hint": "", "image": "image.png", "split": split, "task": "closed choice", "grade": "grade1",
+                         "subject": "natural science", "topic": "colours", "category": "c", "skill": "s",
+                         "lecture": "", "solution": ""}
+        splits[split].append(pid)
+        image_dir = root / "images" / split / pid
+        image_dir.mkdir(parents=True)
+        Image.new("RGB", (28, 28), colours[answer]).save(image_dir / "image.png")
+    (root / "problems.json").write_text(json.dumps(problems))
+    (root / "pid_splits.json").write_text(json.dumps(splits))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def finetuned_on_scienceqa(tmp_path_factory):
+    """A tiny checkpoint fine-tuned for 2 steps on a ScienceQA folder with --finetune_on_held_out."""
+    root = tmp_path_factory.mktemp("finetune")
+    data = {"scienceqa": write_scienceqa_with_train(root / "data" / "scienceqa")}
+    start = root / "start"
+    model, processor = tiny.build("t5", seed=0)
+    model.save_pretrained(start)
+    processor.save_pretrained(start)
+    args = {"model_name_or_path": str(start), "data_dirs": json.dumps(data), "dataset_cache_dir": str(root / "cache"),
+            "output_dir": str(root / "out"), "max_steps": 2, "per_device_train_batch_size": 2, "eval_strategy": "no",
+            "save_strategy": "no", "report_to": "none", "use_cpu": "true", "loss_curve": "false"}
+    argv = [item for key, value in args.items() for item in (f"--{key}", str(value))]
+    with pytest.raises(ValueError, match="held-out dataset.*--finetune_on_held_out true"):
+        train_script.main(argv)
+    train_script.main(argv + ["--finetune_on_held_out", "true"])
+    return root
+
+
+def test_finetuning_on_held_out_data_is_recorded_in_config_and_card(finetuned_on_scienceqa):
+    out = finetuned_on_scienceqa / "out"
+    assert json.loads((out / "config.json").read_text())["trained_on_held_out"] == ["scienceqa"]
+    card = (out / "README.md").read_text()
+    assert "## Not zero-shot on scienceqa" in card and "fine-tuned results, not zero-shot" in card
+
+
+def test_evaluate_reports_a_finetuned_held_out_task_as_finetuned(finetuned_on_scienceqa, monkeypatch):
+    import importlib.util
+
+    from evaluation import report
+
+    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "evaluate.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    output = finetuned_on_scienceqa / "eval"
+    cli.main(["--model", str(finetuned_on_scienceqa / "out"), "--data_dir", str(finetuned_on_scienceqa / "data"),
+              "--tasks", "scienceqa", "--output_dir", str(output), "--cache_dir", str(finetuned_on_scienceqa / "cache"),
+              "--batch_size", "2"])
+    results = json.loads((output / "results.json").read_text())
+    result = results["tasks"]["scienceqa"]
+    assert result["held_out"] and result["finetuned"]
+    assert "scienceqa" not in report.comparable_tasks(results)
+    # a full official split would put it in Table 1 and the model index as zero-shot: it must not
+    results["tasks"]["scienceqa"]["comparable"] = True
+    table = report.markdown_table(results)
+    assert "## Zero-shot" not in table and "| Model |" not in table  # no Table 1 beside published rows
+    assert f"fine-tuned on {result['title']} (not zero-shot)" in table and f"{result['title']} (fine-tuned)" in table
+    names = [entry.task_name for entry in report.eval_results(results)]
+    assert names == [f"Fine-tuned {result['title']}"]
+    _, title = report.chart_tasks_and_title(results)
+    assert "fine-tuned on, not zero-shot" in title
+    # the same model not fine-tuned on it: zero-shot as before
+    results["tasks"]["scienceqa"]["finetuned"] = False
+    assert [entry.task_name for entry in report.eval_results(results)] == [f"Zero-shot {result['title']}"]
+
+
+@pytest.mark.parametrize("name", ["scienceqa", "ocrvqa", "okvqa", "aokvqa"])
+def test_downstream_finetuning_configs(name):
+    model_args, data_args, args = train_script.parse_args([str(ROOT / "configs" / "finetune" / f"{name}.yaml"),
+                                                           "--use_cpu", "true"])
+    assert model_args.model_name_or_path.startswith("Salesforce/instructblip-")
+    assert list(data_args.data_dirs) == [name]
+    assert data_args.finetune_on_held_out == (name == "scienceqa")  # the only held-out one of the four
+    assert not model_args.train_language_model and not model_args.train_vision_model and not model_args.lora_r
+    assert (args.adam_beta1, args.adam_beta2, args.weight_decay, args.learning_rate) == (0.9, 0.999, 0.05, 1e-5)
+    # OK-VQA and A-OKVQA report on their validation split: no checkpoint may be chosen on it
+    assert (args.eval_strategy == "no") == (name in ("okvqa", "aokvqa"))

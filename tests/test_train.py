@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `training/` lives at the repository root, next to train.py
 
 from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
+from tests.train_fixtures import load_train_script  # noqa: E402
 from modeling_instructblip import tiny  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import (  # noqa: E402
@@ -31,15 +32,7 @@ NO_DROPOUT = "qformer_config.hidden_dropout_prob=0,qformer_config.attention_prob
 PAPER_CONFIGS = {"flan-t5-xl": 192, "flan-t5-xxl": 64, "vicuna-7b": 128, "vicuna-13b": 64}
 
 
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_script"] = module  # Trainer pickles its arguments' class by module name
-    spec.loader.exec_module(module)
-    return module
-
-
-train_script = load_train_script()
+train_script = load_train_script()  # once per process: the Trainer pickles its arguments' class by module name
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,10 @@ from transformers import TrainerCallback  # noqa: E402
 
 
 def load_train_script():
+    """train.py as the module `train_script`, loaded once per process (a second copy's argument classes
+    would not be the ones the Trainer pickles)."""
+    if "train_script" in sys.modules:
+        return sys.modules["train_script"]
     spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["train_script"] = module
