@@ -437,3 +437,23 @@ def test_downstream_finetuning_configs(name):
     assert (args.adam_beta1, args.adam_beta2, args.weight_decay, args.learning_rate) == (0.9, 0.999, 0.05, 1e-5)
     # OK-VQA and A-OKVQA report on their validation split: no checkpoint may be chosen on it
     assert (args.eval_strategy == "no") == (name in ("okvqa", "aokvqa"))
+
+
+@pytest.mark.slow
+def test_blip2_start_and_ablation_through_accelerate_launch(held_in_corpus, bert, tmp_path):
+    """The command users run: `accelerate launch train.py ...` from a BLIP-2 folder, instruction-unaware,
+    uniform sampling (one process on the CPU)."""
+    folder = tmp_path / "blip2"
+    make_blip2(folder, "opt")
+    launcher = Path(sys.executable).with_name("accelerate")
+    command = [str(launcher), "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", str(ROOT / "train.py"),
+               *_run_args(held_in_corpus, tmp_path / "out", model_name_or_path=str(folder), qformer_model=str(bert[0]),
+                          instruction_aware="false", sampling="uniform")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["instruction_aware"] is False
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert str(folder) in card and "uniform" in card

@@ -39,6 +39,7 @@ from modeling_instructblip import (
 from modeling_instructblip.convert import (
     ConversionReport,
     _check_llm_tensors,
+    convert_lavis_key,
     convert_lavis_state_dict,
     convert_vision_state_dict,
     infer_architecture,
@@ -93,12 +94,26 @@ def qformer_tokenizer_of(qformer_model: str):
     return tokenizer
 
 
-def qformer_text_parts(qformer_model: str, stage1: str | None, vocab_rows: int, num_vision_layers: int) -> dict:
+def qformer_text_parts(qformer_model: str, stage1: str | None, vocab_rows: int, num_vision_layers: int, report=None) -> dict:
     """The Q-Former's text-only tensors (our names, `qformer.` prefixed): from LAVIS's stage-1 file, or from
     BERT with its word embeddings grown to `vocab_rows` (the new rows: the mean row)."""
     if stage1 is not None:
-        state = convert_lavis_state_dict(load_pickled_state_dict(local_file(stage1)), num_vision_layers)
+        raw = load_pickled_state_dict(local_file(stage1))
+        own = ConversionReport()
+        state = convert_lavis_state_dict(raw, num_vision_layers, own)
         parts = {k: v for k, v in state.items() if k.startswith("qformer.") and QFORMER_TEXT_ONLY.match(k[len("qformer."):])}
+        if report is not None:  # every key of the stage-1 file is accounted for, as the converter's are
+            own_skipped = {key for keys in own.skipped.values() for key in keys}
+            for reason, keys in own.skipped.items():
+                for key in keys:
+                    report.skip(key, reason)
+            for key in raw:
+                if key in own_skipped:
+                    continue
+                if convert_lavis_key(key) in parts:
+                    report.converted += 1
+                else:
+                    report.skip(key, "in the stage-1 file, superseded by the stage-2 file's (LAVIS's stage 2 started from stage 1)")
         if not parts:
             raise ValueError(f"{stage1} holds no Q-Former text parts (word embeddings, text feed-forward): "
                              "expected LAVIS's stage-1 blip2_pretrained.pth")
@@ -240,7 +255,7 @@ def from_lavis_blip2(
                 + (", vision tower" if "vision_model.embeddings.patch_embedding.weight" in state and vision_model is None else "")
                 + (", projection" if "language_projection.weight" in state else ""))]
     if not has_text:
-        state.update(qformer_text_parts(qformer_model, stage1, len(qformer_tokenizer), num_vision_layers))
+        state.update(qformer_text_parts(qformer_model, stage1, len(qformer_tokenizer), num_vision_layers, report))
         sources.append((stage1 or qformer_model, TEXT_PARTS))
     if vision_model is not None:
         sources.append((vision_model, "vision tower"))
@@ -257,7 +272,9 @@ def from_lavis_blip2(
     llm_class = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
     llm = llm_class.from_pretrained(language_model, config=text_config, dtype=dtype)
     # LAVIS's InstructBLIP classes set up the LLM tokenizer this way (Vicuna: [PAD], BOS = EOS = UNK = </s>)
-    tokenizer = prepare_llm_tokenizer(AutoTokenizer.from_pretrained(language_model), is_encoder_decoder)
+    tokenizer = AutoTokenizer.from_pretrained(language_model)
+    if text_config.model_type == "llama":  # Blip2VicunaInstruct's set-up; Blip2OPT / Blip2T5 keep their tokenizers
+        tokenizer = prepare_llm_tokenizer(tokenizer, is_encoder_decoder)
     processor = InstructBlipProcessor(
         image_processor=InstructBlipImageProcessor(size=vision_config["image_size"]),
         tokenizer=tokenizer,
@@ -275,6 +292,7 @@ def from_lavis_blip2(
     model.language_model = llm
     projection = {k: v for k, v in state.items() if k.startswith("language_projection.")}
     rest = {k: v for k, v in state.items() if not k.startswith(("language_projection.", "language_model."))}
+    rest = {k: v.to(dtype or torch.get_default_dtype()) if v.is_floating_point() else v for k, v in rest.items()}
     missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
     missing = [k for k in missing if not k.startswith(("language_model.", "language_projection.")) and not k.endswith("position_ids")]
     if missing or unexpected:
@@ -296,6 +314,7 @@ def from_lavis_blip2(
         model.to(dtype)
     _grow_vocabulary(model, processor)
     _token_ids_from(model.config.text_config, tokenizer, overwrite=True)  # LAVIS's tokenizer set-up decides
+    logger.info("BLIP-2 weights from %s:\n%s", path, report.summary())
     return model.eval(), processor, sources
 
 
