@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from dataset_builders import load
 from dataset_builders.sample_data import SYNTHETIC_MARKER
+from training.modeling import weights_fingerprint
 
 from . import report
 from .tasks import (
@@ -190,19 +191,6 @@ def read_finished_rows(task_dir: str) -> dict:
         for row in _read_jsonl(path):
             finished.setdefault(row["id"], row)
     return finished
-
-
-def weights_fingerprint(model, values_per_tensor: int = 1024) -> str:
-    """A hash of every parameter's name, shape and first values: a model retrained into the same
-    folder (same `name_or_path`) gets another fingerprint. Cheap at any size (no full pass).
-    `model` is a module or an iterable of (name, tensor) pairs."""
-    digest = hashlib.sha256()
-    named = model.named_parameters() if isinstance(model, torch.nn.Module) else model
-    for name, param in named:
-        head = param.detach().flatten()[:values_per_tensor].float().cpu().numpy()
-        digest.update(f"{name}{tuple(param.shape)}".encode())
-        digest.update(head.tobytes())
-    return digest.hexdigest()[:16]
 
 
 def data_fingerprint(dataset) -> str:

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .data import NO_IMAGE, UNREADABLE_IMAGE, open_image
+from .modeling import weights_fingerprint
 
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ def image_key(image: dict | None) -> str:
 
 def cache_settings(model, processor) -> dict:
     """What the cached features depend on: the frozen tower's weights and dtype, and the eval transform."""
-    from evaluation.runner import weights_fingerprint
-
     frozen = torch.nn.ModuleList(model._frozen_vision_modules())
     image_processor = processor.image_processor
     return {

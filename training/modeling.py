@@ -6,6 +6,7 @@ demo and tests. Then the paper's freezing, and optional LoRA adapters on the LLM
 paper's trainable set trainable. This module must not know about data or the Trainer.
 """
 
+import hashlib
 import json
 import logging
 import re
@@ -298,3 +299,16 @@ def count_parameters(model) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def weights_fingerprint(model, values_per_tensor: int = 1024) -> str:
+    """A hash of every parameter's name, shape and first values: a model retrained into the same
+    folder (same `name_or_path`) gets another fingerprint. Cheap at any size (no full pass).
+    `model` is a module or an iterable of (name, tensor) pairs."""
+    digest = hashlib.sha256()
+    named = model.named_parameters() if isinstance(model, torch.nn.Module) else model
+    for name, param in named:
+        head = param.detach().flatten()[:values_per_tensor].float().cpu().numpy()
+        digest.update(f"{name}{tuple(param.shape)}".encode())
+        digest.update(head.tobytes())
+    return digest.hexdigest()[:16]
