@@ -1,8 +1,9 @@
 """Frame sampling shared by the video QA builders (MSVD-QA, MSRVTT-QA, iVQA).
 
 InstructBLIP evaluates video zero-shot by sampling T=4 evenly spaced frames, the first and the
-last included, and feeding each through the image pipeline. This module decodes a video with
-PyAV once, at build time, and writes those frames as JPEG files.
+last included, and feeding each through the image pipeline. The sampler itself ships with the
+processor (``modeling_instructblip/processing_instructblip.py``, next to its ``videos=`` input);
+this module runs it once per video, at build time, and writes those frames as JPEG files.
 
 Storage choice: frames are JPEG files in a cache folder (``<cache dir>/<builder>_frames``) and
 the records reference them by path, like every other image in these builders. One video is
@@ -21,11 +22,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-import av
+from modeling_instructblip import processing_instructblip as processing
+from modeling_instructblip.processing_instructblip import NUM_FRAMES, frame_indices  # noqa: F401 (re-exported)
 
 from ._base import InstructBuilder, InstructConfig, RecordError
 
-NUM_FRAMES = 4
 JPEG_QUALITY = 95
 
 # Reasons a video is rejected (keys of the error report's counts, next to the image ones).
@@ -42,57 +43,13 @@ class VideoError(RecordError):
         self.path = str(path)
 
 
-def frame_indices(num_video_frames, num_frames=NUM_FRAMES):
-    """Evenly spaced indices over ``num_video_frames``, first and last included."""
-    if num_frames == 1:
-        return [0]
-    step = (num_video_frames - 1) / (num_frames - 1)
-    return [round(i * step) for i in range(num_frames)]
-
-
-def _count_frames(path):
-    # Counting packets demuxes without decoding; containers such as AVI and WebM often leave
-    # stream.frames at 0, so it cannot be trusted.
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise VideoError(CORRUPT_VIDEO, path, "no video stream")
-        stream = container.streams.video[0]
-        return sum(1 for packet in container.demux(stream) if packet.size)
-
-
-def _decode_at(path, wanted):
-    """Decode the frames at sorted indices ``wanted``; also return how many frames decoded."""
-    wanted_set = set(wanted)
-    images = {}
-    decoded = 0
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            if decoded in wanted_set:
-                images[decoded] = frame.to_image().convert("RGB")
-            decoded += 1
-    return images, decoded
-
-
 def sample_frames(path, num_frames=NUM_FRAMES):
-    """Decode ``num_frames`` evenly spaced frames of the video at ``path`` as RGB PIL images."""
-    if not os.path.isfile(path):
-        raise VideoError(MISSING_VIDEO, path, "file not found")
+    """The processor's frame sampler (``processing_instructblip.sample_frames``: ``num_frames`` evenly spaced
+    frames as RGB PIL images), its errors as ``VideoError`` so that the builders' error policy applies."""
     try:
-        total = _count_frames(path)
-        if total < num_frames:
-            raise VideoError(SHORT_VIDEO, path, f"{total} frames, {num_frames} needed")
-        wanted = frame_indices(total, num_frames)
-        images, decoded = _decode_at(path, wanted)
-        if len(images) < len(set(wanted)):
-            # Fewer frames decode than packets were counted (a truncated or damaged stream):
-            # sample again over what actually decodes.
-            if decoded < num_frames:
-                raise VideoError(SHORT_VIDEO, path, f"{decoded} decodable frames, {num_frames} needed")
-            wanted = frame_indices(decoded, num_frames)
-            images, _ = _decode_at(path, wanted)
-    except av.FFmpegError as error:
-        raise VideoError(CORRUPT_VIDEO, path, f"{type(error).__name__}: {error}") from None
-    return [images[i] for i in wanted]
+        return processing.sample_frames(path, num_frames)
+    except processing.VideoError as error:
+        raise VideoError(error.reason, error.path, error.detail) from None
 
 
 def _frame_folder(path, cache_dir, num_frames):

@@ -2,7 +2,7 @@
 
 The Space is `space/` (app.py, requirements.txt, README.md whose front matter names the SDK) plus what
 the app imports from this repository, uploaded beside it: `modeling_instructblip/` (the tiny model the
-app builds when no model is configured), `dataset_builders/` (the paper's video frame sampler) and the
+app builds when no model is configured, and the paper's video frame sampler, next to the processor) and the
 example image. The model the Space serves is the Space variable `INSTRUCTBLIP_MODEL` (and
 `INSTRUCTBLIP_REVISION`), set here. Everything goes up in one commit, so a Space never runs a
 half-uploaded app. This module must not build models or start the app.
@@ -17,7 +17,6 @@ SPACE_DIR = ROOT / "space"
 # path in the Space -> local path
 BUNDLED = {
     "modeling_instructblip": ROOT / "modeling_instructblip",
-    "dataset_builders": ROOT / "dataset_builders",
     "assets/demo.jpg": ROOT / "assets" / "demo.jpg",
 }
 MODEL_VARIABLE = "INSTRUCTBLIP_MODEL"

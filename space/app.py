@@ -115,7 +115,7 @@ def read_image(path: str, limits: Limits) -> PIL.Image.Image:
 
 
 def read_video(path: str, limits: Limits) -> list[PIL.Image.Image]:
-    from dataset_builders._video import NUM_FRAMES, VideoError, sample_frames
+    from modeling_instructblip.processing_instructblip import NUM_FRAMES, VideoError, sample_frames
 
     _check_file_size(path, "video", limits)
     try:

@@ -254,8 +254,9 @@ def test_cli_check_names_what_is_missing(trained, tmp_path):
 def test_space_folder_is_complete_and_bundles_what_the_app_imports():
     files = dict(check_space_folder())
     for name in ("app.py", "requirements.txt", "README.md", "assets/demo.jpg", "modeling_instructblip/tiny.py",
-                 "modeling_instructblip/modeling_instructblip.py", "dataset_builders/_video.py"):
+                 "modeling_instructblip/modeling_instructblip.py", "modeling_instructblip/processing_instructblip.py"):
         assert name in files, name
+    assert not [name for name in files if name.startswith("dataset_builders/")]  # the app needs none of it
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
 
 

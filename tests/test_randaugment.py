@@ -1,5 +1,6 @@
-"""RandAugment (LAVIS's blip_image_train, the FlanT5 models' training transform): each operation
-against an independent formulation, the draws, and the collator's use of it."""
+"""The training image augmentation, the one implementation (training/): the paper's random resized crop and
+flip (the collator's `train_view`), and RandAugment (LAVIS's blip_image_train, the FlanT5 models' training
+transform): each operation against an independent formulation, the draws, and the collator's use of it."""
 
 import collections
 
@@ -7,8 +8,10 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 import pytest
+import torch
 
 from training import randaugment as ra
+from training.data import CROP_RATIO, CROP_SCALE, random_resized_crop_box
 
 
 def image(seed=0, size=(40, 52)):
@@ -106,6 +109,43 @@ def test_draws_follow_lavis_and_the_seed():
         ra.apply(img, "Solarise", 5, np.random.default_rng(0))
 
 
+def test_random_resized_crop_box_follows_torchvision_rules():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        left, top, right, bottom = random_resized_crop_box(200, 150, (0.5, 1.0), (3 / 4, 4 / 3), rng)
+        w, h = right - left, bottom - top
+        assert 0 <= left and 0 <= top and right <= 200 and bottom <= 150
+        assert 0.5 * 200 * 150 * 0.97 <= w * h <= 200 * 150
+        assert 3 / 4 - 0.03 <= w / h <= 4 / 3 + 0.03
+    # no box with area >= half the image fits a 1000x10 strip in ratio [3/4, 4/3]: largest centred box
+    assert random_resized_crop_box(1000, 10, (0.5, 1.0), (3 / 4, 4 / 3), rng) == (493, 0, 506, 10)
+    assert random_resized_crop_box(10, 1000, (0.5, 1.0), (3 / 4, 4 / 3), rng) == (0, 493, 10, 506)
+
+
+def test_train_view_is_the_papers_crop_and_flip_drawn_from_the_seed(monkeypatch):
+    """A view is a function of its seed alone; a crop of the whole image is the eval resize, the flip mirrors it;
+    the image processor's RGB conversion, size and resampling hold; training batches get the view normalised."""
+    from modeling_instructblip import tiny
+    from training import data
+
+    _, processor = tiny.build("llama", image_size=56)
+    collator = data.InstructBlipCollator(processor)
+    photo = PIL.Image.fromarray(image(size=(120, 160))).convert("RGBA")
+    views = [collator.train_view(photo, seed) for seed in (7, 7, 8)]
+    assert views[0].shape == (56, 56, 3) and views[0].dtype == np.uint8
+    assert np.array_equal(views[0], views[1]) and not np.array_equal(views[0], views[2])
+    monkeypatch.setattr(data, "CROP_SCALE", (1.0, 1.0))
+    monkeypatch.setattr(data, "CROP_RATIO", (4 / 3, 4 / 3))  # the photo's own: the crop is the whole photo
+    eval_view = np.asarray(photo.convert("RGB").resize((56, 56), PIL.Image.Resampling.BICUBIC))
+    for probability, expected in ((0.0, eval_view), (1.0, eval_view[:, ::-1])):
+        monkeypatch.setattr(data, "FLIP_PROBABILITY", probability)
+        assert np.array_equal(collator.train_view(photo, 3), expected)
+    sample = {"image": photo, "instruction": "What is this?", "target": "a test", "seed": 3, "train": True, "skipped": 0}
+    batch = collator([sample])
+    expected = processor.image_processor(expected, return_tensors="pt")["pixel_values"]
+    assert torch.equal(batch["pixel_values"], expected)
+
+
 def test_collator_adds_randaugment_after_crop_and_flip():
     from modeling_instructblip import tiny
     from training.data import InstructBlipCollator
@@ -118,10 +158,7 @@ def test_collator_adds_randaugment_after_crop_and_flip():
     assert sum(not np.array_equal(a, b) for a, b in views) >= 4  # some draws change the view
     for seed, (crop, view) in enumerate(views):  # the same crop and flip, then the generator's next draws
         rng = np.random.default_rng(seed)
-        image_processor = processor.image_processor
-        from modeling_instructblip.processing_instructblip import random_resized_crop_box
-
-        random_resized_crop_box(photo.width, photo.height, image_processor.train_scale, image_processor.train_ratio, rng)
+        random_resized_crop_box(photo.width, photo.height, CROP_SCALE, CROP_RATIO, rng)
         rng.random()
         assert np.array_equal(view, ra.random_augment(crop, rng))
     sample = {"image": photo, "instruction": "What is this?", "target": "a test", "seed": 3, "train": True, "skipped": 0}

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import logging
+import math
 import random
 import re
 
@@ -24,7 +25,6 @@ from dataset_builders import DATASETS, load
 from dataset_builders.mixture import build_mixture
 from dataset_builders.schema import HELD_IN, VQA, VQA_MULTIPLE_CHOICE
 from dataset_builders.templates import redraw_instruction
-from modeling_instructblip.processing_instructblip import random_resized_crop_box, to_rgb_image
 from training.randaugment import random_augment
 
 logger = logging.getLogger(__name__)
@@ -211,6 +211,33 @@ def prepare_pending(samples: list[dict]) -> list[dict]:
     return ready
 
 
+# The paper's train transform (LAVIS's blip2_image_train): RandomResizedCrop with area 0.5-1 of the image and
+# torchvision's default aspect ratios, resized to the image processor's size, then a horizontal flip half the time.
+CROP_SCALE, CROP_RATIO, FLIP_PROBABILITY = (0.5, 1.0), (3 / 4, 4 / 3), 0.5
+
+
+def random_resized_crop_box(width: int, height: int, scale, ratio, rng: np.random.Generator):
+    """torchvision's `RandomResizedCrop.get_params`, drawn from a numpy Generator: 10 tries at a box with a random
+    area fraction in `scale` and a log-uniform aspect ratio in `ratio`, else the largest centred box within `ratio`.
+    Returns a PIL box (left, top, right, bottom)."""
+    area, log_ratio = width * height, (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect_ratio = math.exp(rng.uniform(log_ratio[0], log_ratio[1]))
+        w, h = int(round(math.sqrt(target_area * aspect_ratio))), int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+            return left, top, left + w, top + h
+    if width / height < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif width / height > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    top, left = (height - h) // 2, (width - w) // 2
+    return left, top, left + w, top + h
+
+
 class InstructBlipCollator:
     """Samples -> the processor's batch: `pixel_values`, Q-Former and LLM ids with the paper's
     label masking, plus `num_skipped_records` ([batch], unreadable records each sample stands in for), which the
@@ -265,16 +292,17 @@ class InstructBlipCollator:
 
 
     def train_view(self, image, seed: int) -> np.ndarray:
-        """One image's random crop + flip (uint8 [H, W, 3] at the processor's size), from its seed,
-        with the image processor's own draw order (box, then flip); then, with `randaugment`, the
+        """One image's random crop + flip (uint8 [H, W, 3] at the image processor's size and with its RGB
+        conversion and resampling), drawn from its seed (box, then flip); then, with `randaugment`, the
         FlanT5 models' RandAugment (training.randaugment) from the same generator."""
         image_processor = self.processor.image_processor
-        rgb = to_rgb_image(image)
+        rgb = PIL.Image.fromarray(image_processor.convert_to_rgb(image))
         rng = np.random.default_rng(seed)
-        box = random_resized_crop_box(rgb.width, rgb.height, image_processor.train_scale, image_processor.train_ratio, rng)
-        flip = bool(rng.random() < image_processor.train_flip_prob)
-        size = (image_processor.size["height"], image_processor.size["width"])
-        view = image_processor.train_transform(rgb, size, image_processor.resample, box, flip)
+        box = random_resized_crop_box(rgb.width, rgb.height, CROP_SCALE, CROP_RATIO, rng)
+        flip = bool(rng.random() < FLIP_PROBABILITY)
+        size = (image_processor.size["width"], image_processor.size["height"])
+        view = np.asarray(rgb.crop(box).resize(size, resample=image_processor.resample))
+        view = view[:, ::-1] if flip else view
         return random_augment(np.ascontiguousarray(view), rng) if self.randaugment else view
 
 
