@@ -15,13 +15,24 @@ Guards, all answered with a message rather than a stack trace: uploads over `max
 by the server before they reach the model, and checked again here), unreadable or decompression-bomb
 images, broken or too-short videos, empty or over-long instructions (instructions longer than the
 model reads are cut from the left, as in the paper, with a warning), out-of-range decoding settings;
-generation is bounded in tokens and seconds, and requests wait in a bounded queue
-(`concurrency` at a time) instead of running unbounded in parallel.
+generation is bounded in tokens and seconds, and requests wait in a bounded queue.
+
+Concurrent requests are batched: up to `max_batch_size` requests are taken in at once (each one
+checked and preprocessed on its own, so one bad upload fails only its own request), and one model
+worker answers them with one `generate` call per group of requests with the same decoding settings
+and input kind. `generate` never runs twice at once.
+
+`INSTRUCTBLIP_QUANTIZATION` chooses how a loaded model is held: `auto` (default) is int8 weight-only
+LLM (torchao; the rest in bf16) on a CPU and bf16 on a GPU; `int8`, `nf4` (bitsandbytes 4-bit LLM),
+`bf16` and `none` (the saved dtype) force one. The tiny model built at start-up is never quantized.
 
 Run locally: `python space/app.py` (http://127.0.0.1:7860). This file must not train or download data.
 """
 
 import os
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +43,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 MODEL_VARIABLE = "INSTRUCTBLIP_MODEL"
 REVISION_VARIABLE = "INSTRUCTBLIP_REVISION"
+QUANTIZATION_VARIABLE = "INSTRUCTBLIP_QUANTIZATION"
+QUANTIZATIONS = ("auto", "int8", "nf4", "bf16", "none")
 # On the Space the example sits next to this file (publish.space uploads it there); in the repository
 # it is in the top-level assets/.
 EXAMPLE_IMAGE = next((p for p in (HERE / "assets" / "demo.jpg", HERE.parent / "assets" / "demo.jpg") if p.is_file()), None)
@@ -49,9 +62,14 @@ class Limits:
     max_instruction_chars: int = 2_000
     max_new_tokens: int = 256  # the paper's generation length
     max_beams: int = 5
-    max_seconds: float = 60.0  # per request, passed to `generate(max_time=...)`
-    concurrency: int = 1  # one generation at a time: it already uses every CPU core
+    max_seconds: float = 60.0  # per batch, passed to `generate(max_time=...)`
+    max_batch_size: int = 16  # requests taken in at once and answered by one `generate` call
     queue_size: int = 32
+
+    @property
+    def concurrency(self) -> int:
+        """Requests in progress at once: a batch's worth (the model itself answers one batch at a time)."""
+        return self.max_batch_size
 
     @property
     def max_upload_bytes(self) -> int:
@@ -76,12 +94,41 @@ def choose_model(environ=os.environ, root: Path = HERE.parent) -> tuple[str | No
     return None, RANDOM_MODEL_NOTE
 
 
-def load_model(name: str | None = None, revision: str | None = None):
-    """(model, processor): `name` (Hub id or folder) with remote code, or the tiny demo model."""
+def choose_quantization(environ=os.environ, cuda: bool | None = None) -> str:
+    """`INSTRUCTBLIP_QUANTIZATION` resolved for this hardware: `auto` is `int8` on a CPU (the LLM's
+    weights in int8, a quarter of their fp32 memory) and `bf16` on a GPU."""
+    wanted = (environ.get(QUANTIZATION_VARIABLE) or "auto").strip().lower()
+    if wanted not in QUANTIZATIONS:
+        raise ValueError(f"{QUANTIZATION_VARIABLE}={wanted!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    if wanted != "auto":
+        return wanted
+    return "bf16" if (torch.cuda.is_available() if cuda is None else cuda) else "int8"
+
+
+def quantization_kwargs(quantization: str) -> dict:
+    """`from_pretrained` keywords for a `choose_quantization` value (our model class quantizes the LLM only)."""
+    if quantization == "int8":
+        from torchao.quantization import Int8WeightOnlyConfig
+        from transformers import TorchAoConfig
+
+        return {"dtype": torch.bfloat16, "quantization_config": TorchAoConfig(Int8WeightOnlyConfig())}
+    if quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        return {"dtype": torch.bfloat16, "quantization_config": config}
+    if quantization == "bf16":
+        return {"dtype": torch.bfloat16}
+    return {}
+
+
+def load_model(name: str | None = None, revision: str | None = None, quantization: str = "none"):
+    """(model, processor): `name` (Hub id or folder) with remote code, held as `quantization` says
+    (`choose_quantization`), or the tiny demo model."""
     if name:
         from transformers import AutoModel, AutoProcessor
 
-        model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True)
+        model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True, **quantization_kwargs(quantization))
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=True)
         return model.eval(), processor
     from modeling_instructblip import paper_generation_config, tiny
@@ -145,8 +192,74 @@ def _path(payload) -> str | None:
     return str(payload) if payload else None
 
 
-def make_answer_fn(model, processor, limits: Limits):
+@dataclass
+class _Request:
+    settings: tuple  # (kind, sorted generate settings): requests with the same one share a `generate` call
+    visual: dict
+    instruction: str
+    answer: Future
+
+
+class Batcher:
+    """One model worker answering queued requests in batches: it takes every request waiting (up to
+    `max_batch_size`), groups them by decoding settings and input kind, and calls `generate` once per
+    group. Callers block on their own request's answer; an error in a group's `generate` reaches that
+    group's callers only."""
+
+    def __init__(self, model, processor, limits: Limits, start: bool = True):
+        self.model, self.processor, self.limits = model, processor, limits
+        self.pending: queue.Queue[_Request] = queue.Queue()
+        self.batch_sizes: list[int] = []  # requests per `generate` call, for tests and the benchmark
+        self._worker = threading.Thread(target=self._serve, name="instructblip-batcher", daemon=True)
+        if start:
+            self.start()
+
+    def start(self):
+        """Start the model worker (`start=False` holds queued requests back until then)."""
+        self._worker.start()
+
+    def submit(self, visual: dict, instruction: str, settings: dict) -> str:
+        kind = "videos" if "videos" in visual else "images"
+        request = _Request((kind, tuple(sorted(settings.items()))), visual, instruction, Future())
+        self.pending.put(request)
+        return request.answer.result()
+
+    def _serve(self):
+        while True:
+            batch = [self.pending.get()]
+            while len(batch) < self.limits.max_batch_size:
+                try:
+                    batch.append(self.pending.get_nowait())
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list[_Request]] = {}
+            for request in batch:
+                groups.setdefault(request.settings, []).append(request)
+            for requests in groups.values():
+                self._answer(requests)
+
+    def _answer(self, requests: list[_Request]):
+        try:
+            kind, settings = requests[0].settings
+            visual = {kind: [item for r in requests for item in r.visual[kind]]}
+            inputs = self.processor(text=[r.instruction for r in requests], padding=True, return_tensors="pt", **visual)
+            self.batch_sizes.append(len(requests))
+            with torch.inference_mode():
+                generated = self.model.generate(**inputs, **dict(settings), max_time=self.limits.max_seconds)
+            answers = self.processor.post_process_generation(generated, inputs["input_ids"])
+        except Exception as error:  # the group's callers get it; the worker goes on
+            for request in requests:
+                request.answer.set_exception(error)
+            return
+        for request, text in zip(requests, answers, strict=True):
+            request.answer.set_result(text)
+
+
+def make_answer_fn(model, processor, limits: Limits, batcher: Batcher | None = None):
+    """The `/answer` handler: checks and reads one request (its errors are its own), then waits for
+    its answer from `batcher` (a new one when not given)."""
     instruction_max_length = processor.instruction_max_length
+    batcher = batcher or Batcher(model, processor, limits)
 
     def answer(image, video, instruction, num_beams, max_new_tokens, do_sample, temperature, top_p):
         """Answer `instruction` about `image` (a file) or `video` (a file; 4 frames are sampled)."""
@@ -170,26 +283,26 @@ def make_answer_fn(model, processor, limits: Limits):
         if do_sample not in (True, False):
             raise gr.Error(f"Sample must be true or false, got {do_sample!r}.")
 
-        visual = {"videos": [read_video(video, limits)]} if video else {"images": read_image(image, limits)}
+        visual = {"videos": [read_video(video, limits)]} if video else {"images": [read_image(image, limits)]}
         num_tokens = len(processor.tokenizer(instruction, add_special_tokens=True)["input_ids"])
         if instruction_max_length and num_tokens > instruction_max_length:
             gr.Warning(f"The instruction is {num_tokens} tokens; the model reads its last {instruction_max_length}.")
-        inputs = processor(text=instruction, return_tensors="pt", **visual)
-        settings = dict(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens), max_time=limits.max_seconds)
+        settings = dict(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
         if do_sample:
             settings.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
             settings.update(do_sample=False)
-        with torch.inference_mode():
-            generated = model.generate(**inputs, **settings)
-        return processor.post_process_generation(generated, inputs["input_ids"])[0]
+        return batcher.submit(visual, instruction, settings)
 
+    answer.batcher = batcher
     return answer
 
 
-def build_demo(model, processor, limits: Limits = LIMITS, about: str = RANDOM_MODEL_NOTE) -> gr.Blocks:
-    """The page; `about` is the line saying which model answers (choose_model's second value)."""
+def build_demo(model, processor, limits: Limits = LIMITS, about: str = RANDOM_MODEL_NOTE, batcher: Batcher | None = None) -> gr.Blocks:
+    """The page; `about` is the line saying which model answers (choose_model's second value).
+    Requests are answered in batches by `batcher` (a new one when not given: `demo.batcher`)."""
     generation = model.generation_config
+    batcher = batcher or Batcher(model, processor, limits)
     with gr.Blocks(title="InstructBLIP") as demo:
         gr.Markdown(
             "# InstructBLIP\nInstruction-tuned vision-language model (Dai et al., 2023). Upload an image or a "
@@ -223,7 +336,7 @@ def build_demo(model, processor, limits: Limits = LIMITS, about: str = RANDOM_MO
                         cache_examples=False)
         gr.on(
             [submit.click, instruction.submit],
-            make_answer_fn(model, processor, limits),
+            make_answer_fn(model, processor, limits, batcher),
             inputs=[image, video, instruction, num_beams, max_new_tokens, do_sample, temperature, top_p],
             outputs=answer,
             api_name="answer",
@@ -231,6 +344,7 @@ def build_demo(model, processor, limits: Limits = LIMITS, about: str = RANDOM_MO
             # upload into an opaque error; `answer` reads the uploaded files itself and says what is wrong.
             preprocess=False,
         )
+    demo.batcher = batcher
     return demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.queue_size)
 
 
@@ -243,7 +357,10 @@ def launch(demo: gr.Blocks, limits: Limits = LIMITS, **kwargs):
 
 
 MODEL_NAME, ABOUT_MODEL = choose_model()
-model, processor = load_model(MODEL_NAME, os.environ.get(REVISION_VARIABLE) or None)
+QUANTIZATION = choose_quantization() if MODEL_NAME else "none"
+model, processor = load_model(MODEL_NAME, os.environ.get(REVISION_VARIABLE) or None, QUANTIZATION)
+if QUANTIZATION != "none":
+    ABOUT_MODEL += f" Held as: {QUANTIZATION} (`{QUANTIZATION_VARIABLE}`)."
 demo = build_demo(model, processor, LIMITS, ABOUT_MODEL)
 
 if __name__ == "__main__":

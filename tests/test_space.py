@@ -31,7 +31,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-def import_app(root: Path, name: str = "instructblip_space_app"):
+def import_app(root: Path, name: str = "instructblip_space_app", environ: dict | None = None):
     """space/app.py copied into `root/space/` (with the example image in `root/assets/`, as in the
     repository) and imported from there with no model configured; a copy, so that whether `make demo`
     has run in this checkout does not change which model the test gets."""
@@ -41,6 +41,9 @@ def import_app(root: Path, name: str = "instructblip_space_app"):
     shutil.copy(IMAGE, root / "assets" / IMAGE.name)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("INSTRUCTBLIP_MODEL", raising=False)
+        patch.delenv("INSTRUCTBLIP_QUANTIZATION", raising=False)
+        for key, value in (environ or {}).items():
+            patch.setenv(key, value)
         spec = importlib.util.spec_from_file_location(name, root / "space" / "app.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -180,7 +183,8 @@ def test_an_instruction_longer_than_the_model_reads_is_cut_with_a_warning(app):
 
 
 @pytest.mark.slow
-def test_twenty_concurrent_requests_wait_in_the_queue_and_all_get_answers(app, client, monkeypatch):
+def test_twenty_concurrent_requests_are_batched_and_all_get_answers(app, client, monkeypatch):
+    """20 requests at once: all answered, `generate` never runs twice at once, and requests share calls."""
     running, most = [0], [0]
     lock = threading.Lock()
     generate = app.model.generate
@@ -196,13 +200,63 @@ def test_twenty_concurrent_requests_wait_in_the_queue_and_all_get_answers(app, c
                 running[0] -= 1
 
     monkeypatch.setattr(app.model, "generate", counting_generate)
+    app.demo.batcher.batch_sizes.clear()
     from gradio_client import handle_file
 
     jobs = [client.submit(handle_file(str(IMAGE)), None, f"{INSTRUCTION} ({i})", 1, 4, False, 1.0, 0.9,
                           api_name="/answer") for i in range(20)]
     answers = [job.result(timeout=120) for job in jobs]
     assert len(answers) == 20 and all(answer.strip() for answer in answers)
-    assert most[0] == app.LIMITS.concurrency  # queued, not run all at once
+    assert most[0] == 1  # one model worker
+    sizes = app.demo.batcher.batch_sizes
+    assert sum(sizes) == 20 and max(sizes) > 1 and len(sizes) < 20, sizes
+
+
+def test_a_batch_answers_as_one_request_at_a_time_would(app):
+    """Batched generation (padded prompts of different lengths, one `generate` call) gives each request
+    the answer it gets alone; a request with other settings is answered in its own group."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = app.read_image(str(IMAGE), app.LIMITS)
+    instructions = [INSTRUCTION, "A short image description:", "Question: how many shapes are there in the picture? Short answer:"]
+    greedy = dict(num_beams=1, max_new_tokens=6, do_sample=False)
+    alone = app.Batcher(app.model, app.processor, app.LIMITS)
+    expected = [alone.submit({"images": [image]}, text, greedy) for text in instructions]
+    assert alone.batch_sizes == [1, 1, 1]
+
+    batcher = app.Batcher(app.model, app.processor, app.LIMITS, start=False)  # all four queued before it runs
+    beams = dict(num_beams=2, max_new_tokens=6, do_sample=False)
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [pool.submit(batcher.submit, {"images": [image]}, text, greedy) for text in instructions]
+        other = pool.submit(batcher.submit, {"images": [image]}, INSTRUCTION, beams)
+        while batcher.pending.qsize() < 4:
+            threading.Event().wait(0.01)
+        batcher.start()
+        assert [job.result(timeout=60) for job in jobs] == expected
+    assert other.result(timeout=60) == alone.submit({"images": [image]}, INSTRUCTION, beams)
+    assert sorted(batcher.batch_sizes) == [1, 3]
+
+
+def test_the_quantization_follows_the_hardware_unless_set(app):
+    assert app.choose_quantization({}, cuda=False) == "int8"
+    assert app.choose_quantization({}, cuda=True) == "bf16"
+    assert app.choose_quantization({"INSTRUCTBLIP_QUANTIZATION": "NF4"}, cuda=True) == "nf4"
+    assert app.choose_quantization({"INSTRUCTBLIP_QUANTIZATION": "none"}, cuda=False) == "none"
+    with pytest.raises(ValueError, match="INSTRUCTBLIP_QUANTIZATION='int3': expected one of auto, int8"):
+        app.choose_quantization({"INSTRUCTBLIP_QUANTIZATION": "int3"})
+
+
+def test_a_configured_model_is_served_int8_on_a_cpu(app, tmp_path):
+    from modeling_instructblip import tiny
+
+    model, processor = tiny.build("llama")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded, loaded_processor = app.load_model(str(tmp_path), quantization=app.choose_quantization({}, cuda=False))
+    assert type(loaded.language_model.model.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
+    assert loaded.language_projection.weight.dtype == torch.bfloat16 and type(loaded.language_projection.weight) is torch.nn.Parameter
+    answer = app.make_answer_fn(loaded, loaded_processor, app.LIMITS)
+    assert answer(str(IMAGE), None, INSTRUCTION, 1, 4, False, 1.0, 0.9).strip()
 
 
 @pytest.mark.slow
@@ -270,16 +324,28 @@ def test_after_make_demo_the_app_serves_the_trained_model(tmp_path):
     trained = tmp_path / "demo_output" / "instructblip-tiny-trained"
     model.save_pretrained(trained)
     processor.save_pretrained(trained)
-    served = import_app(tmp_path, name="instructblip_space_app_trained")
+    served = import_app(tmp_path, name="instructblip_space_app_trained", environ={"INSTRUCTBLIP_QUANTIZATION": "none"})
     assert served.MODEL_NAME == str(trained)
     text = _page_text(served.demo)
     assert "`make demo` trained" in text and "demo_output/instructblip-tiny-trained" in text
-    assert "untrained" not in text
+    assert "untrained" not in text and "Held as" not in text
     expected = model.state_dict()
     for key, value in served.model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
     answer = served.make_answer_fn(served.model, served.processor, served.LIMITS)
     assert isinstance(answer(str(IMAGE), None, INSTRUCTION, 1, 4, False, 1.0, 0.9), str)
+
+
+def test_on_a_cpu_the_demo_folder_is_served_int8_and_the_page_says_so(tmp_path):
+    from modeling_instructblip import tiny
+
+    model, processor = tiny.build("llama", seed=3)
+    trained = tmp_path / "demo_output" / "instructblip-tiny-trained"
+    model.save_pretrained(trained)
+    processor.save_pretrained(trained)
+    served = import_app(tmp_path, name="instructblip_space_app_int8")
+    assert served.QUANTIZATION == ("bf16" if torch.cuda.is_available() else "int8")
+    assert f"Held as: {served.QUANTIZATION}" in _page_text(served.demo)
 
 
 def test_a_configured_model_wins_over_the_demo_folder(app, tmp_path):
