@@ -49,11 +49,15 @@ test: system-deps $(STAMP)
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider -m "not slow"
 
-# Speed and memory against transformers' InstructBLIP, timed alternately; writes BENCHMARKS.md.
+# Speed and memory against transformers' InstructBLIP, timed alternately; writes BENCHMARKS.md. Section
+# "serving at real size" (bench_serving.py: ViT-g + Q-Former + FlanT5-XL, random weights; about 24 GB of
+# disk under /tmp, up to 16 GB of memory per model process, about an hour) takes the heavy-job lock.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_data_loading.py --output BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_dataset_build.py
+	flock /tmp/heavy.lock $(BIN)/python benchmarks/bench_serving.py --output BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_space.py --output BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache

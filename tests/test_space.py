@@ -354,3 +354,19 @@ def test_a_configured_model_wins_over_the_demo_folder(app, tmp_path):
     assert app.choose_model({"INSTRUCTBLIP_MODEL": "org/model"}, tmp_path) == ("org/model", "Model: `org/model`.")
     assert app.choose_model({}, tmp_path)[0] == str(tmp_path / "demo_output" / "instructblip-tiny-trained")
     assert app.choose_model({}, tmp_path / "elsewhere") == (None, app.RANDOM_MODEL_NOTE)
+
+
+@pytest.mark.slow
+def test_the_batching_benchmark_runs_at_smoke_size(tmp_path, monkeypatch):
+    """benchmarks/bench_space.py end to end (the random tiny model, 1 and 2 clients, one repeat)."""
+    monkeypatch.setenv("INSTRUCTBLIP_QUANTIZATION", "auto")  # restored afterwards: the benchmark sets it
+    monkeypatch.delenv("INSTRUCTBLIP_MODEL", raising=False)
+    spec = importlib.util.spec_from_file_location("bench_space", ROOT / "benchmarks" / "bench_space.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    output = tmp_path / "BENCHMARKS.md"
+    rates = bench.main(["--model", str(tmp_path / "none"), "--clients", "1,2", "--requests", "2", "--repeats", "1",
+                        "--output", str(output)])
+    assert set(rates) == {(name, c) for name in ("one at a time", "batched") for c in (1, 2)}
+    assert all(r[0] > 0 for r in rates.values())
+    assert "## Space: batched serving" in output.read_text() and "| 2 |" in output.read_text()

@@ -1,0 +1,349 @@
+"""Benchmark: serving at real size on this CPU. ViT-g/14 + Q-Former + FlanT5-XL (about 4 B parameters,
+random weights, nothing downloaded): latency per answer and peak memory for transformers'
+`InstructBlipForConditionalGeneration` in fp32 and bf16 against ours in fp32, bf16, int8 weight-only
+(torchao) and 4-bit NF4 (bitsandbytes' CPU backend), one image, the paper's short-answer and
+captioning decoding (5 beams; LAVIS's eval configs, evaluation/tasks.py).
+
+    python benchmarks/bench_serving.py [--repeats 2] [--output BENCHMARKS.md]
+    python benchmarks/bench_serving.py --vision-layers 2 --text-layers 2 --repeats 1   # a quick check
+
+Each variant runs in its own process (its peak RSS is its own; an fp32 model is about 16 GB, so two
+never coexist), variants alternate over repeats (reversed order every other repeat), and the ratios
+are against transformers' fp32 model measured in the same repeat: the table gives the median and the
+spread (min-max) over repeats. The weights are written once, deterministically, as an fp32 and a
+bf16 safetensors folder under --weights (about 24 GB of disk) and loaded memory-mapped, in the
+dtype they were saved in. Answers are compared with transformers' fp32 answers, token for token
+(random weights: the answers are nonsense text, but the same nonsense is what a faithful port gives).
+Our model loads with `match_lavis=False` (transformers' post-ViT LayerNorm eps), so that fp32 answers
+are comparable with transformers' port; the paper's decoding settings are the same for both.
+
+The LLM's prompt comes from a tokenizer trained here (the real FlanT5 one is not downloadable):
+token ids fall inside FlanT5's 32128-word vocabulary and the prompts are about as long.
+
+Must run under `flock /tmp/heavy.lock` on the shared machine (it uses all of its 24 GB at times).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout
+
+SECTION = "## Serving at real size"
+PROMPTS = {  # task (evaluation/tasks.py, for its decoding settings) -> the instruction
+    "short answer": ("gqa", "Question: what color is the shape in the picture? Short answer:"),
+    "caption": ("nocaps", "A short image description:"),
+}
+# name -> (class, weights dtype, quantization)
+VARIANTS = {
+    "transformers fp32": ("transformers", "fp32", None),
+    "transformers bf16": ("transformers", "bf16", None),
+    "ours fp32": ("ours", "fp32", None),
+    "ours bf16": ("ours", "bf16", None),
+    "ours int8 (torchao, LLM; rest bf16)": ("ours", "bf16", "int8"),
+    "ours 4-bit NF4 (bitsandbytes CPU, LLM; rest bf16)": ("ours", "bf16", "nf4"),
+}
+REFERENCE = "transformers fp32"
+FLAN_T5_XL = dict(
+    d_model=2048, d_ff=5120, d_kv=64, num_heads=32, num_layers=24, num_decoder_layers=24, vocab_size=32128,
+    feed_forward_proj="gated-gelu", dense_act_fn="gelu", tie_word_embeddings=False, model_type="t5",
+    relative_attention_num_buckets=32, relative_attention_max_distance=128, layer_norm_epsilon=1e-6,
+    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+)
+SHARD_BYTES = 2 << 30
+
+
+# -- the weights -----------------------------------------------------------------------------------
+
+
+def _processor():
+    from tokenizers import AddedToken
+
+    from modeling_instructblip import InstructBlipImageProcessor, InstructBlipProcessor, tiny
+
+    tokenizer = tiny.train_t5_tokenizer()
+    tokenizer.add_tokens([AddedToken("<image>", normalized=False, special=True)], special_tokens=True)
+    return InstructBlipProcessor(
+        image_processor=InstructBlipImageProcessor(size=224),
+        tokenizer=tokenizer,
+        qformer_tokenizer=tiny.train_bert_tokenizer(),
+        num_query_tokens=32,
+        is_encoder_decoder=True,
+    )
+
+
+def reference_config(vision_layers: int, text_layers: int):
+    """transformers' InstructBlipConfig for InstructBLIP (FlanT5-XL), optionally with fewer layers."""
+    from transformers import InstructBlipConfig
+
+    image_token = _processor().tokenizer.convert_tokens_to_ids("<image>")
+    return InstructBlipConfig(
+        vision_config=dict(num_hidden_layers=vision_layers),  # ViT-g/14 defaults otherwise
+        qformer_config=dict(),  # bert-base sizes, cross-attention every 2nd layer, from 1408
+        text_config=dict(FLAN_T5_XL, num_layers=text_layers, num_decoder_layers=text_layers),
+        num_query_tokens=32,
+        image_token_index=image_token,
+    )
+
+
+def _fill(name: str, shape) -> torch.Tensor:
+    """Deterministic random values for one tensor (seeded by its name): norms near 1, biases and
+    embeddings of the vision/Q-Former towers small, matrices scaled by 1/sqrt(fan in)."""
+    generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    values = torch.randn(shape, generator=generator)
+    lowered = name.lower()
+    if len(shape) == 1 and ("norm" in lowered) and name.endswith("weight"):
+        return values.mul_(0.02).add_(1.0)
+    if name.endswith("bias") or "position" in lowered or "class_embedding" in lowered or name == "query_tokens":
+        return values.mul_(0.02)
+    if name.endswith("shared.weight") or "word_embeddings" in lowered:
+        return values
+    return values.mul_(shape[-1] ** -0.5)
+
+
+def write_weights(folder: Path, config):
+    """transformers' model folder (config + sharded safetensors) in fp32 and in bf16 under `folder`."""
+    from safetensors.torch import save_file
+    from transformers import InstructBlipForConditionalGeneration as Reference
+
+    done = folder / "done.json"
+    key = {"config": config.to_dict()}
+    if done.exists() and json.loads(done.read_text()) == json.loads(json.dumps(key)):
+        return
+    with torch.device("meta"):
+        skeleton = Reference(config)
+    tensors = dict(skeleton.named_parameters())
+    for name, buffer in skeleton.named_buffers():
+        if name in skeleton.state_dict():
+            tensors[name] = buffer
+    for dtype in ("fp32", "bf16"):
+        (folder / dtype).mkdir(parents=True, exist_ok=True)
+        config.save_pretrained(folder / dtype)
+    shard, shard_bytes, weight_map, number, total = {}, 0, {"fp32": {}, "bf16": {}}, 0, 0
+
+    def flush():
+        nonlocal shard, shard_bytes, number
+        if not shard:
+            return
+        number += 1
+        for dtype, cast in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            filename = f"model-{number:05d}.safetensors"
+            save_file({k: v.to(cast) if v.is_floating_point() else v for k, v in shard.items()},
+                      str(folder / dtype / filename), metadata={"format": "pt"})
+            weight_map[dtype].update(dict.fromkeys(shard, filename))
+        shard, shard_bytes = {}, 0
+
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        if "position_ids" in name:
+            value = torch.arange(tensor.shape[-1]).expand(tensor.shape).contiguous()
+        else:
+            value = _fill(name, tuple(tensor.shape))
+        shard[name] = value
+        shard_bytes += value.numel() * 4
+        total += value.numel()
+        if shard_bytes >= SHARD_BYTES:
+            flush()
+    flush()
+    for dtype in ("fp32", "bf16"):
+        index = {"metadata": {"total_parameters": total}, "weight_map": weight_map[dtype]}
+        (folder / dtype / "model.safetensors.index.json").write_text(json.dumps(index))
+    done.write_text(json.dumps(key))
+
+
+# -- one variant, in its own process ----------------------------------------------------------------
+
+
+def _rss_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _load(variant: str, weights: Path):
+    kind, dtype, quantization = VARIANTS[variant]
+    torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
+    folder = weights / dtype
+    if kind == "transformers":
+        from transformers import InstructBlipForConditionalGeneration as Reference
+
+        return Reference.from_pretrained(folder, dtype=torch_dtype).eval()
+    from modeling_instructblip import InstructBlipForConditionalGeneration
+
+    kwargs = {}
+    if quantization == "int8":
+        from torchao.quantization import Int8WeightOnlyConfig
+        from transformers import TorchAoConfig
+
+        kwargs["quantization_config"] = TorchAoConfig(Int8WeightOnlyConfig())
+    elif quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype
+        )
+    return InstructBlipForConditionalGeneration.from_pretrained(folder, dtype=torch_dtype, match_lavis=False, **kwargs).eval()
+
+
+def worker(variant: str, weights: Path, image: str) -> dict:
+    from PIL import Image
+
+    from evaluation.tasks import TASKS, generate_kwargs
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+    model = _load(variant, weights)
+    result = {"variant": variant, "load_s": time.perf_counter() - started, "rss_after_load_mib": _rss_mib("VmRSS")}
+    processor = _processor()
+    picture = Image.open(image).convert("RGB")
+    dtype = next(model.parameters()).dtype if VARIANTS[variant][2] is None else torch.bfloat16
+    result["latency_s"], result["answers"], result["new_tokens"] = {}, {}, {}
+    # untimed: the first call pays one-time costs (kernel set-up, bitsandbytes repacking its CPU weights)
+    warm = processor(images=[picture], text=[PROMPTS["short answer"][1]], return_tensors="pt")
+    warm["pixel_values"] = warm["pixel_values"].to(dtype)
+    with torch.inference_mode():
+        model.generate(**warm, do_sample=False, num_beams=1, max_new_tokens=2)
+    for prompt, (task, instruction) in PROMPTS.items():
+        inputs = processor(images=[picture], text=[instruction], return_tensors="pt")
+        inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+        settings = generate_kwargs(TASKS[task], True)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            answer = model.generate(**inputs, **settings)
+        result["latency_s"][prompt] = time.perf_counter() - started
+        result["answers"][prompt] = answer[0].tolist()
+        result["new_tokens"][prompt] = int(answer.shape[1] - 1)
+        with torch.inference_mode():  # greedy, for the agreement column
+            greedy = model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=10)
+        result["answers"][prompt + " greedy"] = greedy[0].tolist()
+    result["peak_rss_mib"] = _rss_mib("VmHWM")  # load and answers: what the machine must hold
+    return result
+
+
+# -- the comparison ---------------------------------------------------------------------------------
+
+
+def run(args) -> list[dict]:
+    weights = Path(args.weights) / f"v{args.vision_layers}-t{args.text_layers}"
+    started = time.perf_counter()
+    write_weights(weights, reference_config(args.vision_layers, args.text_layers))
+    print(f"weights ready in {time.perf_counter() - started:.0f} s under {weights}", flush=True)
+    variants = [v for v in VARIANTS if v not in args.skip]
+    runs = []
+    for repeat in range(args.repeats):
+        for variant in variants if repeat % 2 == 0 else variants[::-1]:
+            command = [sys.executable, __file__, "--worker", variant, "--weights", str(weights), "--image", args.image]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode != 0 or not lines:
+                print(f"{variant}: failed (exit {done.returncode})\n{done.stderr[-3000:]}", flush=True)
+                runs.append({"variant": variant, "repeat": repeat, "failed": done.stderr.strip().splitlines()[-1:]})
+                continue
+            result = json.loads(lines[-1]) | {"repeat": repeat}
+            runs.append(result)
+            print(f"[{repeat}] {variant}: load {result['load_s']:.0f} s, "
+                  + ", ".join(f"{p} {s:.1f} s" for p, s in result["latency_s"].items())
+                  + f", peak {result['peak_rss_mib'] / 1024:.1f} GiB", flush=True)
+    return runs
+
+
+def _spread(values) -> str:
+    if not values:
+        return "–"
+    median = statistics.median(values)
+    return f"{median:.2f}" if len(values) == 1 else f"{median:.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def table(runs: list[dict], args) -> str:
+    ok = [r for r in runs if "failed" not in r]
+    reference = {r["repeat"]: r for r in ok if r["variant"] == REFERENCE}
+    lines = [
+        "| model | " + " | ".join(f"{p} s/answer" for p in PROMPTS) + " | "
+        + " | ".join(f"{p} × ref" for p in PROMPTS) + " | peak RSS GiB | × ref | same answers as ref (beam; greedy) |",
+        "|---" * (4 + 2 * len(PROMPTS)) + "|",
+    ]
+    for variant in VARIANTS:
+        mine = [r for r in ok if r["variant"] == variant]
+        if not mine:
+            failed = [r for r in runs if r["variant"] == variant]
+            if failed:
+                lines.append(f"| {variant} | failed: {' '.join(failed[0]['failed'])[:120]} |" + " |" * (3 + 2 * len(PROMPTS)))
+            continue
+        cells = [variant]
+        cells += [_spread([r["latency_s"][p] for r in mine]) for p in PROMPTS]
+        paired = [(r, reference[r["repeat"]]) for r in mine if r["repeat"] in reference]
+        cells += [_spread([r["latency_s"][p] / ref["latency_s"][p] for r, ref in paired]) for p in PROMPTS]
+        cells.append(_spread([r["peak_rss_mib"] / 1024 for r in mine]))
+        cells.append(_spread([r["peak_rss_mib"] / ref["peak_rss_mib"] for r, ref in paired]))
+        agree = []
+        for suffix in ("", " greedy"):
+            same = sum(r["answers"][p + suffix] == ref["answers"][p + suffix] for r, ref in paired for p in PROMPTS)
+            agree.append(f"{same}/{len(paired) * len(PROMPTS)}")
+        cells.append("; ".join(agree))
+        lines.append("| " + " | ".join(cells) + " |")
+    tokens = {p: sorted({r["new_tokens"][p] for r in ok}) for p in PROMPTS}
+    size = "ViT-g/14 (39 blocks) + Q-Former + FlanT5-XL (24+24 layers)" if (args.vision_layers, args.text_layers) == (39, 24) \
+        else f"reduced: {args.vision_layers} ViT blocks, {args.text_layers}+{args.text_layers} T5 layers"
+    return "\n".join([
+        SECTION,
+        "",
+        f"`python benchmarks/bench_serving.py --repeats {args.repeats}` (`make bench`), {size}, random weights, "
+        f"one 224 px image, {os.cpu_count()} CPU threads, torch {torch.__version__}. Each model in its own process, "
+        "alternating over repeats; median (min–max) over repeats; ratios against transformers' fp32 model in the same "
+        "repeat. Latency is one `generate` call (after an untimed warm-up call) with the paper's decoding (5 beams; short answer at most 10 tokens, "
+        "length penalty -1; caption 10–80 tokens, length penalty 1; repetition penalty 1.5), new tokens per answer: "
+        + ", ".join(f"{p} {'/'.join(map(str, t))}" for p, t in tokens.items())
+        + ". Peak RSS is the process's high-water mark (loading included: what the machine must hold). Answers are "
+        "compared token for token with transformers' fp32 answers, per prompt and repeat, for the timed beam search "
+        "and for greedy decoding (10 tokens).",
+        "",
+        *lines,
+        "",
+    ])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--vision-layers", type=int, default=39)
+    parser.add_argument("--text-layers", type=int, default=24)
+    parser.add_argument("--weights", default="/tmp/instructblip-serving-bench", help="where the random weights are written once")
+    parser.add_argument("--image", default=str(ROOT / "assets" / "demo.jpg"))
+    parser.add_argument("--skip", nargs="*", default=[], help="variant names to leave out")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per variant process")
+    parser.add_argument("--output", help="write the section into this markdown file (BENCHMARKS.md)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        result = json.dumps(worker(args.worker, Path(args.weights), args.image))
+        with open(Path(args.weights) / "runs.jsonl", "a") as log:  # every run kept, even if the parent stops
+            log.write(result + "\n")
+        print(result, flush=True)
+        return None
+    runs = run(args)
+    Path(args.weights, "last_runs.json").write_text(json.dumps(runs))
+    section = table(runs, args)
+    print(section)
+    if args.output:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_model import write_section
+
+        write_section(args.output, section)
+    return runs
+
+
+if __name__ == "__main__":
+    main()
