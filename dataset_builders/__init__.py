@@ -109,6 +109,12 @@ def load(
     raises `RecordError` naming its file and record.
     """
     builder = get_builder(name, data_dir, cache_dir=cache_dir, split=split, **options)
+    return load_from_builder(builder, split, streaming=streaming, return_report=return_report)
+
+
+def load_from_builder(builder, split: str, *, streaming: bool = False, return_report: bool = False):
+    """`load` for a builder already made (`get_builder`'s, or a user data source's, see user_files.py)."""
+    name = builder.DATASET_NAME
     if streaming:
         dataset = builder.as_streaming_dataset(split=split)
         return (dataset, None) if return_report else dataset

@@ -212,25 +212,44 @@ def check_image(path: str, mode: str = "header") -> None:
         raise RecordError(MISSING_IMAGE, f"image not found: {path}")
     if mode == "exists":
         return
+    image_format = _check_decodable(path, path, mode)
+    if mode == "header" and not _has_end_marker(path, image_format):
+        raise RecordError(TRUNCATED_IMAGE, f"truncated image (no end marker): {path}")
+
+
+def check_image_bytes(data: bytes, mode: str = "header", name: str = "embedded image") -> None:
+    """`check_image` for an image held as bytes (a Parquet or Hub dataset's embedded image); `name` says
+    which record's image it is in the error."""
+    if mode in ("none", "exists"):
+        return
+    import io
+
+    image_format = _check_decodable(io.BytesIO(data), name, mode)
+    if mode == "header" and not _tail_has_end_marker(data[-_TAIL_BYTES:], image_format):
+        raise RecordError(TRUNCATED_IMAGE, f"truncated image (no end marker): {name}")
+
+
+def _check_decodable(source, name: str, mode: str) -> str:
+    """Open the image at `source` (a path or a file object): its header, or (mode "full") all of it;
+    return its format, or raise RecordError naming `name`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image_format = image.format
             width, height = image.size
             if mode == "full":
                 image.load()
     except UnidentifiedImageError:
-        raise RecordError(CORRUPT_IMAGE, f"not a readable image: {path}") from None
+        raise RecordError(CORRUPT_IMAGE, f"not a readable image: {name}") from None
     except Image.DecompressionBombError as error:  # decoding it could exhaust memory
-        raise RecordError(OVERSIZED_IMAGE, f"oversized image: {path} ({error})") from None
+        raise RecordError(OVERSIZED_IMAGE, f"oversized image: {name} ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for bad and cut files
         reason = TRUNCATED_IMAGE if "truncated" in str(error) else CORRUPT_IMAGE
-        raise RecordError(reason, f"{reason.replace('_', ' ')}: {path} ({error})") from None
+        raise RecordError(reason, f"{reason.replace('_', ' ')}: {name} ({error})") from None
     if width <= 0 or height <= 0:
-        raise RecordError(CORRUPT_IMAGE, f"image has no pixels: {path}")
-    if mode == "header" and not _has_end_marker(path, image_format):
-        raise RecordError(TRUNCATED_IMAGE, f"truncated image (no end marker): {path}")
+        raise RecordError(CORRUPT_IMAGE, f"image has no pixels: {name}")
+    return image_format
 
 
 def check_text(record: dict) -> None:
@@ -246,13 +265,16 @@ def check_text(record: dict) -> None:
 
 
 def _has_end_marker(path: str, image_format: str) -> bool:
-    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND", "GIF": b"\x3b"}.get(image_format)
-    if marker is None:  # other formats have no cheap end check
-        return True
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         f.seek(max(0, f.tell() - _TAIL_BYTES))
-        tail = f.read()
+        return _tail_has_end_marker(f.read(), image_format)
+
+
+def _tail_has_end_marker(tail: bytes, image_format: str) -> bool:
+    marker = {"JPEG": b"\xff\xd9", "PNG": b"IEND", "GIF": b"\x3b"}.get(image_format)
+    if marker is None:  # other formats have no cheap end check
+        return True
     if image_format == "GIF":
         return tail.rstrip(b"\x00").endswith(marker)
     return marker in tail

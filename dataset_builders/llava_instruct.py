@@ -40,6 +40,29 @@ def strip_image_marker(text: str) -> str:
     return text.replace(IMAGE_MARKER, "").strip()
 
 
+def conversation_exchanges(turns) -> list[tuple[list[str], str, str]]:
+    """LLaVA's `conversations` (alternating {"from": "human"|"gpt", "value"}) -> one (history, question,
+    answer) per exchange, markers stripped; `history` is the earlier turns (human, gpt, human, ...).
+    Raises RecordError for turns that are not (human, gpt) pairs."""
+    if not isinstance(turns, list):
+        raise RecordError(MALFORMED_RECORD, f"conversations is a {type(turns).__name__}, expected a list of turns")
+    if not turns or len(turns) % 2:
+        raise RecordError(MALFORMED_RECORD, f"{len(turns)} turns; expected (human, gpt) pairs")
+    texts = []
+    for position, turn in enumerate(turns):
+        speaker = field(turn, "from", str)
+        expected = "human" if position % 2 == 0 else "gpt"
+        if speaker != expected:
+            raise RecordError(MALFORMED_RECORD, f"turn {position} is from {speaker!r}, expected {expected!r}")
+        texts.append(strip_image_marker(field(turn, "value", str)))
+    return [(texts[: 2 * n], texts[2 * n], texts[2 * n + 1]) for n in range(len(texts) // 2)]
+
+
+def exchange_instruction(history: list[str], question: str) -> str:
+    """The instruction of one exchange: the conversation as written up to its question, one turn per line."""
+    return "\n".join(history + [question])
+
+
 class LLaVAInstruct(InstructBuilder):
     """Base of the three LLaVA-Instruct-150K builders; subclasses name their file."""
 
@@ -74,24 +97,14 @@ class LLaVAInstruct(InstructBuilder):
         item_id = field(item, "id", (str, int))
         image = field(item, "image", str)
         turns = field(item, "conversations", list)
-        if not turns or len(turns) % 2:
-            raise RecordError(MALFORMED_RECORD, f"{len(turns)} turns; expected (human, gpt) pairs")
-        texts = []
-        for position, turn in enumerate(turns):
-            speaker = field(turn, "from", str)
-            expected = "human" if position % 2 == 0 else "gpt"
-            if speaker != expected:
-                raise RecordError(MALFORMED_RECORD, f"turn {position} is from {speaker!r}, expected {expected!r}")
-            texts.append(strip_image_marker(field(turn, "value", str)))
         records = []
-        for exchange in range(len(texts) // 2):
-            history, question, answer = texts[: 2 * exchange], texts[2 * exchange], texts[2 * exchange + 1]
+        for exchange, (history, question, answer) in enumerate(conversation_exchanges(turns)):
             records.append(
                 self.make(
                     split,
                     id=f"{item_id}_{exchange}",
                     image=image_prefix + image,
-                    instruction="\n".join(history + [question]),
+                    instruction=exchange_instruction(history, question),
                     question=question,
                     history=history,
                     target=answer,
