@@ -98,7 +98,7 @@ def test_torchao_int8_quantizes_the_llm_only_and_says_so_in_the_saved_config(fol
     _assert_only_the_llm_quantized(model)
     assert all(kind.endswith("Int8Tensor") for kind in _quantized_linears(model).values())
     assert set(model.config.quantization_config.modules_to_not_convert) == SKIPPED
-    assert model.is_quantized and model.decode_prepack_max_bytes == 0  # fp32 prepacks are for plain weights
+    assert model.is_quantized
 
 
 def test_a_skip_list_the_user_gives_is_taken_as_given(folders):
