@@ -1,9 +1,8 @@
-"""InstructBLIP input processing: images, videos and text in, model-ready batches out.
+"""InstructBLIP input processing: images, videos and text in, model-ready batches out. Ships to the Hub with the model.
 
-Ships to the Hub with the model (`trust_remote_code`); absolute `transformers` imports only. Built on transformers'
-BLIP image processor and `ProcessorMixin` (kwargs handling, the tokenizers' own truncation and padding), keeping what
-is InstructBLIP's own: the image-token layout below, label masking, candidate answers for ranking, decoding what
-`generate` returns, the Q-Former tokenizer's subfolder, and video frames (the paper's T=4, evenly spaced).
+Built on transformers' BLIP image processor and `ProcessorMixin` (kwargs, the tokenizers' own truncation and padding),
+keeping what is InstructBLIP's own: the image-token layout below, label masking, candidates for ranking, decoding
+`generate`'s output, the Q-Former tokenizer's subfolder, and video frames (the paper's T=4, evenly spaced).
 
     inference, right padding:  [IMG x N*T][BOS instruction][PAD ...]     N = num_query_tokens, T = frames (1: image)
     inference, left padding:   [IMG x N*T][PAD ...][BOS instruction]     (the image tokens are never padded)
@@ -35,11 +34,11 @@ NUM_FRAMES = 4  # frames per video in the paper
 
 
 class InstructBlipImageProcessor(BlipImageProcessorPil):
-    r"""transformers' BLIP image processor (PIL backend) with the paper's eval transform: RGB (transparency composited
-    on white), a straight bicubic resize to 224x224, rescale by 1/255, OpenAI CLIP mean/std. Every option is
-    transformers'. It differs only for the PIL modes whose `convert("RGB")` is wrong: premultiplied alpha (La, RGBa)
-    fails or loses its transparency, and 16-bit, 32-bit and float greyscale (I;16*, I, F) is clipped to 255 instead of
-    scaled (16-bit: x / 257; float in [0, 1]: x * 255)."""
+    r"""transformers' BLIP image processor (PIL backend) with the paper's eval transform: RGB (transparency on white),
+    a straight bicubic resize to 224x224, rescale by 1/255, OpenAI CLIP mean/std; every option is transformers'. Only
+    the PIL modes whose `convert("RGB")` is wrong differ: premultiplied alpha (La, RGBa) fails or loses transparency,
+    16-bit, 32-bit and float greyscale (I;16*, I, F) is clipped, not scaled (16-bit: x / 257; [0, 1] float: x * 255).
+    """
 
     size = {"height": 224, "width": 224}
 
@@ -71,9 +70,9 @@ def frame_indices(num_video_frames: int, num_frames: int = NUM_FRAMES) -> list[i
 
 
 def sample_frames(path, num_frames: int = NUM_FRAMES) -> list[PIL.Image.Image]:
-    """`num_frames` evenly spaced frames of the video file at `path`, decoded with PyAV, as RGB PIL images. Frames are
-    counted by demuxing (AVI and WebM often leave the stream's count at 0); when fewer decode than were counted (a
-    damaged stream), they are drawn again over what decodes. Raises `VideoError` naming the file."""
+    """`num_frames` evenly spaced frames of the video file at `path` (PyAV) as RGB PIL images, or `VideoError`. Frames
+    are counted by demuxing (AVI and WebM often leave the stream's count at 0); if fewer decode (a damaged stream),
+    they are drawn again over what decodes."""
     import av
 
     def decode(wanted):  # -> (the wanted frames by index, how many frames decode)
@@ -119,12 +118,11 @@ def _checked_image(image, where: str):
 
 
 def _text_list(text, name: str) -> list[str]:
-    if isinstance(text, str):
-        return [text]
+    text = [text] if isinstance(text, str) else text
     if not isinstance(text, (list, tuple)):
         raise TypeError(f"{name} must be a string or a list of strings, got {type(text).__name__}")
     if len(text) == 0:
-        raise ValueError(f"{name} is an empty list; pass at least one string")
+        raise ValueError(f"{name} must be a string or a list of strings, got an empty list")
     for index, item in enumerate(text):
         if not isinstance(item, str):
             raise TypeError(f"{name}[{index}] must be a string, got {type(item).__name__}")
@@ -136,25 +134,19 @@ def _rows(ids) -> list[list[int]]:
     return [[int(i) for i in ids]] if ids and isinstance(ids[0], (int, np.integer)) else [list(row) for row in ids]
 
 
-# tokenizer options that change the output's structure, and a processor option about placeholders it does not expand
-_UNSUPPORTED_TEXT_OPTIONS = ("text_pair", "text_target", "text_pair_target", "is_split_into_words", "stride",
-                             "return_overflowing_tokens", "return_offsets_mapping", "return_length",
-                             "sanitize_control_tokens")
-
-
 class InstructBlipProcessor(ProcessorMixin):
     r"""Image processor + LLM tokenizer + Q-Former (BERT) tokenizer, with InstructBLIP's token layout.
 
-    Keyword arguments are `ProcessorMixin`'s: text options (`padding`, `truncation`, `max_length`, `padding_side`,
-    ...), image options (`size`, `do_normalize`, ...) and `do_sample_frames` / `num_frames` for videos, flat or grouped
+    Keyword arguments are `ProcessorMixin`'s: text options (`padding`, `truncation`, `max_length`, `padding_side`...),
+    image options (`size`, `do_normalize`...), `do_sample_frames` / `num_frames` for videos, flat or grouped
     (`text_kwargs=`, `images_kwargs=`, `videos_kwargs=`, `common_kwargs=`); a tokenizer's saved defaults hold unless a
     call overrides them. Defaults here: `padding="longest"`, `truncation=True`.
 
     Instructions are cut to `instruction_max_length` tokens (special tokens included) by each tokenizer on its own
-    `truncation_side`: the one it was saved with (Salesforce's checkpoints: "left"), else "left", the paper's.
-    `max_length` bounds the whole LLM sequence, image tokens included. `<image>` is added to the LLM tokenizer as a special token
-    unless it has an `image_token`. A prompt may hold it once, marking its visual input (as the paper's templates
-    mark `<Image>`): it is taken out of the text; the image tokens always go in front.
+    `truncation_side`: the saved one (Salesforce's checkpoints: "left"), else "left", the paper's. `max_length` bounds
+    the whole LLM sequence, image tokens included. `<image>` is added to the LLM tokenizer unless it has an
+    `image_token`; a prompt may hold it once to mark its visual input (as the paper's templates mark `<Image>`): it is
+    taken out of the text, the image tokens always go in front.
 
     Args:
         image_processor: `InstructBlipImageProcessor`, or transformers' `BlipImageProcessor` (Salesforce's repos).
@@ -179,10 +171,9 @@ class InstructBlipProcessor(ProcessorMixin):
         for part in (tokenizer, qformer_tokenizer):  # the paper cuts instructions on the left; a saved side holds
             if "truncation_side" not in part.init_kwargs:
                 part.truncation_side = part.init_kwargs["truncation_side"] = "left"
-        if int(num_query_tokens) < 1:
-            raise ValueError(f"num_query_tokens must be positive, got {num_query_tokens}")
-        if target_max_length is not None and target_max_length < 1:
-            raise ValueError(f"target_max_length must be at least 1 (room for EOS), got {target_max_length}")
+        if int(num_query_tokens) < 1 or (target_max_length is not None and target_max_length < 1):
+            raise ValueError(f"num_query_tokens and target_max_length (room for EOS) must be positive, got "
+                             f"{num_query_tokens} and {target_max_length}")
         self.num_query_tokens = int(num_query_tokens)
         self.is_encoder_decoder = is_encoder_decoder
         self.instruction_max_length = instruction_max_length
@@ -221,10 +212,8 @@ class InstructBlipProcessor(ProcessorMixin):
         if config_file is None and sub_processor_type != "tokenizer":
             raise OSError(f"{pretrained_model_name_or_path} has no {subfolder}/tokenizer_config.json: the processor "
                           "needs the Q-Former tokenizer saved there (save_pretrained writes it)")
-        class_name = None
-        if config_file is not None:
-            with open(config_file, encoding="utf-8") as handle:
-                class_name = json.load(handle).get("tokenizer_class")
+        with open(config_file or os.devnull, encoding="utf-8") as handle:
+            class_name = json.loads(handle.read() or "{}").get("tokenizer_class")
         tokenizer_class = getattr(transformers, class_name or "", None) or AutoTokenizer
         return tokenizer_class.from_pretrained(pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
 
@@ -252,39 +241,39 @@ class InstructBlipProcessor(ProcessorMixin):
         vision_features: list[torch.Tensor] | torch.Tensor | None = None,
         **kwargs: Unpack[ProcessingKwargs],
     ) -> BatchFeature:
-        r"""A batch: `input_ids` / `attention_mask` (the LLM's, `<image>` x `num_query_tokens` per image or frame in
-        front), `qformer_input_ids` / `qformer_attention_mask`, `pixel_values` ([B, 3, H, W]; [B, T, 3, H, W] for
-        videos), and `labels` when `targets` is given.
+        r"""`input_ids` / `attention_mask` (the LLM's, `<image>` x `num_query_tokens` per image or frame in front),
+        `qformer_input_ids` / `qformer_attention_mask`, `pixel_values` ([B, 3, H, W]; videos [B, T, 3, H, W]), and
+        `labels` when `targets` is given.
 
         Args:
             images: one image per prompt (PIL, numpy array or torch tensor): a list, or a batch array.
             text (`str` or `list[str]`): the instructions.
-            videos: one video per prompt: a file (`num_frames` frames sampled, default 4), a list of frames, or an
-                array [T, H, W, C] / [T, C, H, W]; `do_sample_frames=True` draws `num_frames` from decoded frames too.
+            videos: one video per prompt: a file (`num_frames` frames sampled, default 4), a list of frames or an array
+                [T, H, W, C] / [T, C, H, W] (`do_sample_frames=True` draws `num_frames` of them).
             targets (`str` or `list[str]`, *optional*): the answers: a training batch with `labels` (needs
-                `is_encoder_decoder`), right-padded unless `padding_side` says otherwise. In a decoder-only batch
-                `max_length` cuts the target (a sample without room for one target token and EOS raises), elsewhere
-                the instruction.
-            vision_features: instead of images, each one's frozen vision-tower output ([tokens, hidden], e.g. from a
-                feature cache): the batch gets `vision_features` (stacked) in place of `pixel_values`.
+                `is_encoder_decoder`), right-padded unless `padding_side` is given. `max_length` cuts the target in a
+                decoder-only batch (a sample without room for a token and EOS raises), else the instruction.
+            vision_features: instead of images, their frozen vision-tower outputs ([tokens, hidden] each, e.g. from a
+                feature cache): the batch gets `vision_features` in place of `pixel_values`.
         """
         given = [name for name, value in (("images", images), ("videos", videos), ("vision_features", vision_features))
                  if value is not None]
         if not given and text is None:
             raise ValueError("You have to specify at least images, videos, vision_features or text.")
         if len(given) > 1:
-            raise ValueError(f"pass one of images=, videos= or vision_features=, not several (got {' and '.join(given)}): "
-                             "a batch holds one kind of visual input")
-        valid = {"common_kwargs", *self.valid_processor_kwargs.__annotations__,
-                 *getattr(getattr(self.image_processor, "valid_kwargs", None), "__annotations__", {})}
-        for typed in self.valid_processor_kwargs.__annotations__.values():
-            valid.update(typed.__annotations__ if is_typeddict(typed) else ())
+            raise ValueError(f"pass one of images=, videos= or vision_features=, not several (got "
+                             f"{' and '.join(given)}): a batch holds one kind of visual input")
+        valid = {"common_kwargs", *getattr(getattr(self.image_processor, "valid_kwargs", None), "__annotations__", {})}
+        for name, typed in self.valid_processor_kwargs.__annotations__.items():
+            valid.update([name, *(typed.__annotations__ if is_typeddict(typed) else ())])
         if set(kwargs) - valid:
-            raise TypeError(f"{type(self).__name__}.__call__ got unexpected keyword arguments {sorted(set(kwargs) - valid)}")
+            raise TypeError(f"{type(self).__name__}.__call__ got unexpected keyword arguments "
+                            f"{sorted(set(kwargs) - valid)}")
         explicit_side = kwargs.get("padding_side", kwargs.get("text_kwargs", {}).get("padding_side"))
         merged = self._merge_kwargs(self.valid_processor_kwargs, tokenizer_init_kwargs=self.tokenizer.init_kwargs,
                                     **kwargs)
-        return_tensors = merged["text_kwargs"].pop("return_tensors", None) or merged["images_kwargs"].get("return_tensors")
+        return_tensors = merged["text_kwargs"].pop("return_tensors", None)
+        return_tensors = return_tensors or merged["images_kwargs"].get("return_tensors")
         images_kwargs = {**merged["images_kwargs"], "return_tensors": "np"}
 
         data, num_visual, num_image_tokens = {}, None, 0
@@ -294,8 +283,8 @@ class InstructBlipProcessor(ProcessorMixin):
             num_visual, num_image_tokens = len(images), self.num_query_tokens
         elif videos is not None:
             videos = self._video_list(videos, merged["videos_kwargs"])
-            images_kwargs.update({k: v for k, v in merged["videos_kwargs"].items() if k in ImagesKwargs.__annotations__},
-                                 return_tensors="np")
+            images_kwargs.update({k: v for k, v in merged["videos_kwargs"].items()
+                                  if k in ImagesKwargs.__annotations__}, return_tensors="np")
             pixels = self.image_processor([frame for frames in videos for frame in frames], **images_kwargs)
             data["pixel_values"] = pixels["pixel_values"].reshape(len(videos), len(videos[0]),
                                                                   *pixels["pixel_values"].shape[1:])
@@ -348,10 +337,10 @@ class InstructBlipProcessor(ProcessorMixin):
         if isinstance(videos, (str, os.PathLike)) or getattr(videos, "ndim", None) in (4, 5):
             videos = [videos] if getattr(videos, "ndim", 4) == 4 else list(videos)
         if not isinstance(videos, (list, tuple)):
-            raise TypeError(f"videos: expected one video per prompt (a file, a list of frames or a [T, ...] array), "
-                            f"got {_describe(videos)}")
+            raise TypeError(f"videos: expected one video per prompt (a file, frames or a [T, ...] array), got "
+                            f"{_describe(videos)}")
         if len(videos) == 0:
-            raise ValueError("videos is an empty list; pass one video per prompt")
+            raise ValueError("videos: expected one video per prompt, got an empty list")
         samples = []
         for index, video in enumerate(videos):
             if isinstance(video, (str, os.PathLike)):
@@ -383,25 +372,22 @@ class InstructBlipProcessor(ProcessorMixin):
         return [marker.sub(" ", prompt).strip() if self.image_token in prompt else prompt for prompt in text]
 
     def _encode_text(self, text, targets, num_image_tokens: int, text_kwargs: dict, padding_side) -> dict:
-        for option in ("return_mm_token_type_ids", "return_text_replacement_offsets"):
-            text_kwargs.pop(option, None)
-        unsupported = [option for option in _UNSUPPORTED_TEXT_OPTIONS if text_kwargs.get(option)]
-        if unsupported:
-            raise ValueError(f"{', '.join(unsupported)}: not supported by the InstructBLIP processor")
+        for option in ("return_mm_token_type_ids", "return_text_replacement_offsets", "sanitize_control_tokens"):
+            text_kwargs.pop(option, None)  # processor options: no placeholders are expanded in the text here
         padding, truncation = text_kwargs.pop("padding", False), text_kwargs.pop("truncation", None)
         max_length, multiple = text_kwargs.pop("max_length", None), text_kwargs.pop("pad_to_multiple_of", None)
         side = text_kwargs.pop("padding_side", None)
         padding = getattr(padding, "value", padding)
+        pad = padding is not False and padding != "do_not_pad"
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length (the whole LLM sequence, image tokens included)")
         cut = truncation not in (None, False, "do_not_truncate")
-        if targets is not None:
-            targets = _text_list(targets, "targets")
-            if len(targets) != len(text):
-                raise ValueError(f"got {len(text)} prompts and {len(targets)} targets: pass one target per prompt")
-            if self.is_encoder_decoder is None:
-                raise ValueError("training batches need the LLM kind: set is_encoder_decoder=True (FlanT5) or False "
-                                 "(Vicuna) on the processor")
+        targets = _text_list(targets, "targets") if targets is not None else None
+        if targets is not None and len(targets) != len(text):
+            raise ValueError(f"got {len(text)} prompts and {len(targets)} targets: pass one target per prompt")
+        if targets is not None and self.is_encoder_decoder is None:
+            raise ValueError("training batches need the LLM kind: set is_encoder_decoder=True (FlanT5) or False "
+                             "(Vicuna) on the processor")
         decoder_only_training = targets is not None and not self.is_encoder_decoder
 
         # Q-Former: the instruction alone, cut (and padded to max_length) at instruction_max_length
@@ -420,21 +406,25 @@ class InstructBlipProcessor(ProcessorMixin):
                                  "tokens: no room for the instruction")
             limit = room if limit is None else min(limit, room)
         encoding = dict(self.tokenizer(text, truncation=limit is not None, max_length=limit, **text_kwargs))
+        extra = set(encoding) - {"input_ids", "attention_mask"} - ({"token_type_ids", "special_tokens_mask"} if
+                                                                  targets is None else set())
+        if extra:  # e.g. offset_mapping, length, labels (text_target): outputs without image-token positions
+            raise ValueError(f"{sorted(extra)}: not supported by the InstructBLIP processor"
+                             + (" in training batches" if targets is not None else ""))
         labels = None
         if targets is not None:
             target_ids = self._tokenize_targets(targets, self.target_max_length if cut else None)
             side = padding_side or "right"
             if not decoder_only_training:
                 labels = target_ids
-                if padding is not False and padding != "do_not_pad":
+                if pad:
                     labels = [row + [IGNORE_INDEX] * (max(map(len, labels)) - len(row)) for row in labels]
-            elif set(encoding) - {"input_ids", "attention_mask"}:
-                raise ValueError(f"{sorted(set(encoding) - {'input_ids', 'attention_mask'})}: not in training batches")
             else:
                 instructions = encoding["input_ids"]
-                for index, (instruction, target) in enumerate(zip(instructions, target_ids)):
-                    room = max_length - num_image_tokens - len(instruction) if cut and max_length else len(target)
-                    if room < 2 and cut and max_length:
+                bounded = cut and max_length is not None
+                for index, (instruction, target) in enumerate(zip(instructions, target_ids) if bounded else ()):
+                    room = max_length - num_image_tokens - len(instruction)
+                    if room < 2:
                         raise ValueError(f"sample {index}: {num_image_tokens} image tokens + {len(instruction)} "
                                          f"instruction tokens leave {room} of max_length={max_length} positions; a "
                                          "target needs at least 2 (one token and EOS)")
@@ -446,17 +436,18 @@ class InstructBlipProcessor(ProcessorMixin):
         # the tokenizer's own padding of the text part, when any is due (so a tokenizer without a pad token still
         # makes one-prompt batches); the image tokens go in front, never padded or truncated
         lengths = {len(row) for row in encoding["input_ids"]}
-        if padding is not False and padding != "do_not_pad" and (len(lengths) > 1 or padding == "max_length" or multiple):
+        if pad and (len(lengths) > 1 or padding == "max_length" or multiple):
             encoding = dict(self.tokenizer.pad(
                 encoding, padding=padding, max_length=max_length - num_image_tokens if max_length else None,
                 pad_to_multiple_of=multiple, padding_side=side,
                 return_attention_mask=text_kwargs.get("return_attention_mask")))
             if decoder_only_training:
                 width, left = len(encoding["input_ids"][0]), (side or self.tokenizer.padding_side) == "left"
-                fill = [[IGNORE_INDEX] * (width - len(row)) for row in labels]
-                labels = [pad + row if left else row + pad for row, pad in zip(labels, fill)]
+                gaps = [[IGNORE_INDEX] * (width - len(row)) for row in labels]
+                labels = [gap + row if left else row + gap for row, gap in zip(labels, gaps)]
         fill = {"input_ids": self.image_token_id, "token_type_ids": 0}  # masks: 1
-        result = {key: [[fill.get(key, 1)] * num_image_tokens + list(row) for row in rows] for key, rows in encoding.items()}
+        result = {key: [[fill.get(key, 1)] * num_image_tokens + list(row) for row in rows]
+                  for key, rows in encoding.items()}
         result.update(qformer_input_ids=qformer["input_ids"], qformer_attention_mask=qformer["attention_mask"])
         if labels is not None:
             result["labels"] = [[IGNORE_INDEX] * num_image_tokens * decoder_only_training + row for row in labels]
@@ -477,25 +468,15 @@ class InstructBlipProcessor(ProcessorMixin):
     # -- ranking and decoding -------------------------------------------------------------------------------------
 
     def tokenize_candidates(self, candidates: list[list[str]], return_tensors: str | None = "pt") -> BatchFeature:
-        r"""Candidate answers for ranking by teacher-forced likelihood, each tokenized exactly like a training target.
-
-        Args:
-            candidates (`list[list[str]]`): for each sample, its candidate answers (counts may differ).
-
-        Returns:
-            `BatchFeature` with `candidate_input_ids` and `candidate_attention_mask`, [B, K, L] (K the largest number
-            of candidates), right-padded with the pad id (0 without one); missing candidates have an all-zero mask.
-        """
-        if isinstance(candidates, str) or not isinstance(candidates, (list, tuple)):
-            raise TypeError(f"candidates must be a list (one per sample) of lists of strings, got {_describe(candidates)}")
-        if len(candidates) == 0:
-            raise ValueError("candidates is an empty list; pass one list of candidate answers per sample")
-        for index, options in enumerate(candidates):
-            if isinstance(options, str) or not isinstance(options, (list, tuple)):
-                raise TypeError(f"candidates[{index}] must be a list of strings, got {_describe(options)}")
-            if len(options) == 0:
-                raise ValueError(f"candidates[{index}] is empty; every sample needs at least one candidate")
-        flat = [o for index, options in enumerate(candidates) for o in _text_list(list(options), f"candidates[{index}]")]
+        r"""Each sample's candidate answers (`list[list[str]]`, counts may differ) for ranking by teacher-forced
+        likelihood, tokenized exactly like training targets: `candidate_input_ids` / `candidate_attention_mask`,
+        [B, K, L] (K the most candidates), right-padded with the pad id (0 without); missing ones have an all-0 mask."""
+        for name, value in [("candidates", candidates), *((f"candidates[{i}]", c) for i, c in enumerate(candidates))]:
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise TypeError(f"{name} must be a list (of lists of strings, one per sample), got {_describe(value)}")
+            if len(value) == 0:
+                raise ValueError(f"{name} is an empty list: every sample needs at least one candidate")
+        flat = [o for i, options in enumerate(candidates) for o in _text_list(list(options), f"candidates[{i}]")]
         ids = iter(self._tokenize_targets(flat, self.target_max_length))
         rows = [[next(ids) for _ in options] for options in candidates]
         shape = (len(rows), max(map(len, rows)), max(len(row) for sample in rows for row in sample))
@@ -504,19 +485,16 @@ class InstructBlipProcessor(ProcessorMixin):
                 "candidate_attention_mask": np.zeros(shape, dtype=np.int64)}
         for b, sample in enumerate(rows):
             for k, row in enumerate(sample):
-                data["candidate_input_ids"][b, k, : len(row)], data["candidate_attention_mask"][b, k, : len(row)] = row, 1
+                data["candidate_input_ids"][b, k, : len(row)] = row
+                data["candidate_attention_mask"][b, k, : len(row)] = 1
         if return_tensors is None:
             data = {key: value.tolist() for key, value in data.items()}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def post_process_generation(self, generated_ids, input_ids=None, skip_special_tokens: bool = True) -> list[str]:
-        r"""Decode what `generate` returned into answer strings (special tokens skipped, whitespace stripped).
-
-        A decoder-only LLM returns the prompt followed by the answer: with `input_ids` (the prompt batch given to
-        `generate`), each row that starts with its prompt loses it. Rows that do not (an encoder-decoder's decoder
-        output, or new tokens only) are decoded whole; with `is_encoder_decoder=True` nothing is removed.
-        `num_return_sequences` > 1 (B * k rows) is handled.
-        """
+        r"""`generate`'s output as answer strings (special tokens skipped, whitespace stripped). A decoder-only LLM
+        returns prompt + answer: given `input_ids` (the prompts), each row that starts with its prompt loses it
+        (B * k rows for `num_return_sequences` k); other rows, and all with `is_encoder_decoder=True`, stay whole."""
         rows = _rows(generated_ids)
         if input_ids is not None and not self.is_encoder_decoder:
             prompts = _rows(input_ids)

@@ -626,7 +626,7 @@ def test_processor_errors(llama_processor):
         llama_processor(images=[image, image], text="A photo of")
     with pytest.raises(ValueError, match="got 1 videos and 2 prompts"):
         llama_processor(videos=[[image]], text=PROMPTS)
-    with pytest.raises(ValueError, match="text is an empty list"):
+    with pytest.raises(ValueError, match="text must be a string or a list of strings, got an empty list"):
         llama_processor(text=[])
     with pytest.raises(ValueError, match="at least images, videos, vision_features or text"):
         llama_processor()
@@ -642,11 +642,11 @@ def test_processor_errors(llama_processor):
         llama_processor(images=image, targets="red")
     with pytest.raises(ValueError, match="not several \(got images and videos\)"):
         llama_processor(images=image, videos=[[image]], text="x")
-    with pytest.raises(ValueError, match="videos is an empty list"):
+    with pytest.raises(ValueError, match="videos: expected one video per prompt, got an empty list"):
         llama_processor(videos=[], text="x")
     with pytest.raises(ValueError, match=r"videos\[0\] has no frames"):
         llama_processor(videos=[[]], text="x")
-    with pytest.raises(ValueError, match="return_offsets_mapping: not supported"):
+    with pytest.raises(ValueError, match=r"\[.offset_mapping.\]: not supported"):
         llama_processor(text="x", return_offsets_mapping=True)
     with pytest.raises(ValueError, match=r"targets\[0\] contains the image placeholder"):
         llama_processor(text="x", targets="<image> red")
@@ -673,11 +673,11 @@ def test_tokenize_candidates(llama_processor):
     assert mask[1, 1:].sum() == 0  # missing candidates
     targets = llama_processor(text="x", targets="a cat sitting on a mat")["labels"][0]
     assert [t for t in targets if t != IGNORE_INDEX] == ids[1, 0, : int(mask[1, 0].sum())].tolist()
-    with pytest.raises(ValueError, match=r"candidates\[1\] is empty"):
+    with pytest.raises(ValueError, match=r"candidates\[1\] is an empty list"):
         llama_processor.tokenize_candidates([["yes"], []])
     with pytest.raises(ValueError, match="candidates is an empty list"):
         llama_processor.tokenize_candidates([])
-    with pytest.raises(TypeError, match=r"candidates\[0\] must be a list of strings"):
+    with pytest.raises(TypeError, match=r"candidates\[0\] must be a list"):
         llama_processor.tokenize_candidates(["yes", "no"])
 
 
@@ -839,3 +839,9 @@ def test_any_input_gives_a_batch_or_a_clear_error(images, texts, llama_processor
         return
     assert batch["pixel_values"].shape == (len(texts), 3, 224, 224)
     assert batch["input_ids"].shape[0] == len(texts)
+
+
+def test_an_empty_target_is_its_eos(llama_processor, t5_processor):
+    for processor in (llama_processor, t5_processor):
+        labels = [i for i in processor(text="A photo of", targets="")["labels"][0] if i != IGNORE_INDEX]
+        assert labels == [processor.tokenizer.eos_token_id]
