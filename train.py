@@ -28,6 +28,7 @@ from transformers.integrations import is_tensorboard_available  # noqa: E402
 from dataset_builders import DATASETS  # noqa: E402
 from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
 from dataset_builders.mixture import SAMPLINGS  # noqa: E402
+from dataset_builders.user_files import file_sources, hub_sources  # noqa: E402
 from modeling_instructblip import InstructBlipProcessor, paper_generation_config  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import (  # noqa: E402
@@ -98,11 +99,35 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    """The held-in mixture and the held-in validation set."""
+    """The training mixture (held-in datasets and your own data) and its validation set."""
 
     data_dirs: dict | str | None = field(
         default=None, metadata={"help": "held-in datasets to train on: JSON/YAML {name: raw release folder}"}
     )
+    train_file: list[str] | None = field(
+        default=None,
+        metadata={"help": "your own training data: JSON, JSONL, CSV or Parquet files, one record per sample "
+                          "({image, instruction, answer}, LLaVA's {image, conversations} or {video: [frames]}); "
+                          "each file is a source of the mixture named by its stem"},
+    )
+    validation_file: list[str] | None = field(default=None, metadata={"help": "your own validation data, same formats"})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "a Hub dataset (or a local dataset folder) to train on: the Parquet instruction data "
+                          "`python -m publish dataset` writes, The Cauldron's layout, LLaVA's, or any with "
+                          "--image_column/--instruction_column/--answer_column"},
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "its configs, comma-separated (default: all), each a source named by the config"}
+    )
+    dataset_split: str = field(default="train", metadata={"help": "the Hub dataset's split to train on"})
+    dataset_validation_split: str | None = field(
+        default="validation", metadata={"help": "its split for validation, used when it has one ('none': no split)"}
+    )
+    dataset_revision: str | None = field(default=None, metadata={"help": "the Hub dataset's branch, tag or commit"})
+    image_column: str = field(default="image", metadata={"help": "your data's image column (files and Hub datasets)"})
+    instruction_column: str = field(default="instruction", metadata={"help": "your data's instruction column"})
+    answer_column: str = field(default="answer", metadata={"help": "your data's answer column"})
     sample_corpus_dir: str | None = field(
         default=None, metadata={"help": "write the bundled synthetic sample corpus here and train on its held-in part"}
     )
@@ -152,8 +177,13 @@ class DataArguments:
             value = getattr(self, name)
             if isinstance(value, str):
                 setattr(self, name, json.loads(value))
-        if not self.data_dirs and not self.sample_corpus_dir:
-            raise ValueError("give data_dirs ({name: folder}) or sample_corpus_dir")
+        for name in ("train_file", "validation_file"):
+            if isinstance(getattr(self, name), str):  # one file, as a YAML string
+                setattr(self, name, [getattr(self, name)])
+        if self.dataset_validation_split in ("", "none", "None"):
+            self.dataset_validation_split = None
+        if not (self.data_dirs or self.sample_corpus_dir or self.train_file or self.dataset_name):
+            raise ValueError("give data_dirs ({name: folder}), sample_corpus_dir, train_file or dataset_name")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"--sampling must be one of {', '.join(SAMPLINGS)} (the mixture's weighting); got {self.sampling!r}")
         if self.train_randaugment and not self.train_augmentation:
@@ -264,6 +294,24 @@ def resolve_data_dirs(data_args, training_args) -> dict:
     return data_dirs
 
 
+def resolve_user_sources(data_args) -> tuple[list, list]:
+    """(training sources, validation sources) of the user's own data: files and a Hub dataset."""
+    columns = {"image_column": data_args.image_column, "instruction_column": data_args.instruction_column,
+               "answer_column": data_args.answer_column}
+    train = file_sources(data_args.train_file, "train", "--train_file", **columns)
+    validation = file_sources(data_args.validation_file, "validation", "--validation_file", **columns)
+    if data_args.dataset_name:
+        configs = [c.strip() for c in data_args.dataset_config_name.split(",")] if data_args.dataset_config_name else None
+        hub = dict(configs=configs, revision=data_args.dataset_revision, **columns)
+        train += hub_sources(data_args.dataset_name, split="train", hub_split=data_args.dataset_split, **hub)
+        if data_args.dataset_validation_split:
+            validation += hub_sources(
+                data_args.dataset_name, split="validation", hub_split=data_args.dataset_validation_split,
+                required=False, **hub,
+            )
+    return train, validation
+
+
 def build_model(model_args, seed: int):
     """(model, processor, base model names for the card)."""
     dtype = getattr(torch, model_args.dtype) if model_args.dtype else None
@@ -313,9 +361,11 @@ def main(argv=None):
 
     # -- data ---------------------------------------------------------------------------------------
     data_dirs = resolve_data_dirs(data_args, training_args)
-    with training_args.main_process_first(desc="building the held-in datasets"):
+    train_sources, validation_sources = resolve_user_sources(data_args)
+    with training_args.main_process_first(desc="building the training datasets"):
         mixture, proportions, build_reports = load_training_mixture(
             data_dirs,
+            user_sources=train_sources,
             multipliers=data_args.multipliers,
             sampling=data_args.sampling,
             sizes=data_args.dataset_sizes,
@@ -328,10 +378,13 @@ def main(argv=None):
         )
         validation = None
         if training_args.eval_strategy != "no" or training_args.do_eval:
-            validation = load_validation_set(
-                data_dirs, max_samples_per_dataset=data_args.max_eval_samples,
+            validation, validation_reports = load_validation_set(
+                data_dirs, user_sources=validation_sources, max_samples_per_dataset=data_args.max_eval_samples,
                 cache_dir=data_args.dataset_cache_dir, errors=data_args.record_errors, image_check=data_args.image_check,
+                return_reports=True,
             )
+            # reported beside the training builds: "<name> (validation)"
+            build_reports.update({f"{name} (validation)": report for name, report in validation_reports.items()})
     logger.info("mixture: %s", {name: round(p, 4) for name, p in proportions.items()})
     skipped_at_build = {  # for the card: "3 (missing_image: 2, corrupt_image: 1)"
         name: f"{report['num_skipped']} ("
@@ -463,7 +516,9 @@ def main(argv=None):
             output_dir,
             model_name=training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir)),
             base_models=base_models,
-            datasets=list(data_dirs),
+            datasets=list(data_dirs) + [source.name for source in train_sources],
+            user_sources={source.name: {"origin": source.origin, "hub_dataset": source.hub_dataset}
+                          for source in train_sources},
             proportions=proportions,
             sampling=data_args.sampling,
             hyperparameters=hyperparameters,

@@ -71,6 +71,7 @@ def write_model_card(
     data_report: dict | None = None,
     lora: dict | None = None,
     zero_shot_results: dict | None = None,
+    user_sources: dict | None = None,
     origin: str = "instruction-tuned with this repository's `train.py`",
     license: str = "other",
     repo_id: str | None = None,
@@ -82,6 +83,8 @@ def write_model_card(
     sampling probabilities, the recipe, records skipped); `eval_metrics` are held-in validation
     metrics (`eval_loss`, `eval_answer_accuracy`); `zero_shot_results` is `evaluate.py`'s
     `results.json`. Both kinds of results go to the `model-index` metadata and to tables.
+    `user_sources` ({name: {"origin", "hub_dataset"}}) are the mixture's sources from the user's own data
+    (train.py --train_file / --dataset_name): the card says where each came from.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -103,7 +106,9 @@ def write_model_card(
         from evaluation.report import eval_results as zero_shot_eval_results
 
         eval_results += zero_shot_eval_results(zero_shot_results)
-    hub_datasets = sorted({HUB_DATASET_IDS[d] for d in datasets if d in HUB_DATASET_IDS})
+    user_sources = user_sources or {}
+    hub_datasets = sorted({HUB_DATASET_IDS[d] for d in datasets if d in HUB_DATASET_IDS and d not in user_sources}
+                          | {s["hub_dataset"] for s in user_sources.values() if s.get("hub_dataset")})
     card_data = ModelCardData(
         license=license,
         library_name="transformers",
@@ -145,7 +150,18 @@ batched and beam decoding (0.45-0.8 of the time per product), within `model.deco
         "forbids commercial use; FlanT5 is Apache-2.0).",
         "## Base models\n\n" + ("\n".join(f"- `{m}`" for m in base_models) or "- none (trained from scratch)"),
     ]
-    if proportions:
+    if proportions and user_sources:
+        def where(name):
+            return f"own data: `{user_sources[name]['origin']}`" if name in user_sources else "official release, rebuilt"
+        mixture = "\n".join(f"| {name} | {where(name)} | {p:.4f} |" for name, p in proportions.items())
+        sections.append(
+            "## Training data\n\nEach source drawn with probability "
+            f"{SAMPLING_TEXT[sampling]} times a per-source multiplier. The paper's held-in datasets are rebuilt "
+            "from their official releases and each example gets a freshly drawn instruction template; the "
+            "instructions of the trainer's own data are used as written:\n\n"
+            "| dataset | source | probability |\n|---|---|---|\n" + mixture
+        )
+    elif proportions:
         mixture = "\n".join(f"| {name} | {p:.4f} |" for name, p in proportions.items())
         sections.append(
             "## Training data\n\nHeld-in datasets, rebuilt from their official releases, drawn with "

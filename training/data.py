@@ -23,6 +23,7 @@ import torch
 
 from dataset_builders import DATASETS, load
 from dataset_builders.mixture import build_mixture
+from dataset_builders.user_files import USER_TASK, load_source
 from dataset_builders.schema import HELD_IN, VQA, VQA_MULTIPLE_CHOICE
 from dataset_builders.templates import redraw_instruction
 from training.randaugment import random_augment
@@ -71,6 +72,8 @@ def prepare_sample(record: dict, seed: int, epoch: int, position: int, train: bo
         record = redraw_instruction(record, random.Random(draw))
     if feature_cache is not None:
         visual = {"vision_features": feature_cache.load_image(record["image"])}
+    elif record["image"] is None and record["frames"]:  # a video: its frames, decoded
+        visual = {"frames": [open_image(frame) for frame in record["frames"]]}
     else:
         visual = {"image": open_image(record["image"])}
     return {
@@ -275,8 +278,18 @@ class InstructBlipCollator:
             visual = {"vision_features": [s["vision_features"] for s in samples]}
         else:
             augment = train and self.augment
-            # train views are already cropped to size: the eval path only normalises them
-            visual = {"images": [self.train_view(s["image"], s["seed"]) if augment else s["image"] for s in samples]}
+
+            def view(image, seed):  # train views are already cropped to size: the eval path only normalises them
+                return self.train_view(image, seed) if augment else image
+
+            if any("frames" in s for s in samples):
+                # videos (user data): one crop and flip per video; an image beside them in the batch is shown
+                # as a still clip of as many frames, since a batch holds one number of frames per sample
+                length = max(len(s["frames"]) for s in samples if "frames" in s)
+                visual = {"videos": [[view(frame, s["seed"]) for frame in s["frames"]] if "frames" in s
+                                     else [view(s["image"], s["seed"])] * length for s in samples]}
+            else:
+                visual = {"images": [view(s["image"], s["seed"]) for s in samples]}
         batch = self.processor(
             **visual,
             text=[s["instruction"] for s in samples],
@@ -338,9 +351,40 @@ def check_held_in(names):
             raise ValueError(f"{name} is a held-out dataset: it must not be trained on")
 
 
+def check_source_names(data_dirs, user_sources) -> None:
+    """Raise for a user source named like a `data_dirs` dataset or another source, or named
+    after a held-out dataset of the registry (e.g. The Cauldron's `vsr` config)."""
+    names = {name: f"data_dirs {name}" for name in data_dirs}
+    for source in user_sources:
+        if source.name in names:
+            raise ValueError(
+                f"two training sources are named {source.name!r}: {names[source.name]} and {source.origin}; "
+                "a file's name in the mixture is its stem (its folder's for train/validation files): rename one"
+            )
+        names[source.name] = source.origin
+        if source.name in DATASETS:
+            check_held_in([source.name])
+
+
+def _user_report(source, report):
+    """A user source's build report, with where it came from; raises when every record was rejected."""
+    if report is None:  # streaming: nothing is built up front
+        return None
+    report = {**report, "source": source.origin}
+    if report["num_records"] == 0:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["counts"].items())) or "it holds none"
+        examples = [message for messages in report["examples"].values() for message in messages[:1]]
+        raise ValueError(
+            f"{source.name} ({source.origin}): no usable record ({reasons})"
+            + (f"; e.g. {examples[0]}" if examples else "")
+        )
+    return report
+
+
 def load_training_mixture(
     data_dirs: dict,
     *,
+    user_sources=(),
     multipliers: dict | None = None,
     sizes: dict | None = None,
     streaming: bool = False,
@@ -351,19 +395,26 @@ def load_training_mixture(
     image_check: str = "header",
     sampling: str = "sqrt",
 ):
-    """The square-root-balanced mixture (`sampling`: "sqrt", "size" or "uniform", see build_mixture) of the held-in datasets in `data_dirs` ({name: raw folder}).
+    """The square-root-balanced mixture (`sampling`: "sqrt", "size" or "uniform", see build_mixture) of the
+    held-in datasets in `data_dirs` ({name: raw folder}) and the user's own `user_sources`
+    (dataset_builders.user_files.UserSource, train split: files and Hub datasets, each a source by its name).
 
     Returns (mixture, proportions, error_reports): `error_reports` maps each dataset to its build
-    report (records kept, skipped by reason), None when streaming (nothing is built up front).
+    report (records kept, skipped by reason; a user source's also names its `source`), None when
+    streaming (nothing is built up front).
     """
     check_held_in(data_dirs)
+    check_source_names(data_dirs, user_sources)
+    if not data_dirs and not user_sources:
+        raise ValueError("no training data: give data_dirs, a sample corpus, train files or a Hub dataset")
     sources, reports = {}, {}
+    options = dict(cache_dir=cache_dir, streaming=streaming, return_report=True, errors=errors, seed=seed,
+                   image_check=image_check)
     for name, data_dir in data_dirs.items():
-        dataset, report = load(
-            name, data_dir, "train", cache_dir=cache_dir, streaming=streaming, return_report=True,
-            errors=errors, seed=seed, image_check=image_check,
-        )
-        sources[name], reports[name] = dataset, report
+        sources[name], reports[name] = load(name, data_dir, "train", **options)
+    for source in user_sources:
+        dataset, report = load_source(source, **options)
+        sources[source.name], reports[source.name] = dataset, _user_report(source, report)
     mixture, proportions = build_mixture(
         sources, multipliers=multipliers, sizes=sizes, seed=seed, stopping_strategy=stopping_strategy,
         return_proportions=True, sampling=sampling,
@@ -374,25 +425,45 @@ def load_training_mixture(
 def load_validation_set(
     data_dirs: dict,
     *,
+    user_sources=(),
     max_samples_per_dataset: int | None = None,
     cache_dir: str | None = None,
     errors: str = "skip",
     image_check: str = "header",
+    return_reports: bool = False,
 ):
-    """The held-in datasets' validation splits (those that have one), each cut to
-    `max_samples_per_dataset`, concatenated; None when none has a validation split."""
-    parts = []
-    for name, data_dir in data_dirs.items():
-        try:
-            dataset = load(name, data_dir, VALIDATION_SPLIT, cache_dir=cache_dir, errors=errors, image_check=image_check)
-        except (ValueError, KeyError, FileNotFoundError) as error:
-            logger.warning("%s: no validation split used (%s)", name, error)
-            continue
+    """The held-in datasets' validation splits (those that have one) and the user's validation sources
+    (files, Hub validation splits), each cut to `max_samples_per_dataset`, concatenated; None when
+    there is none. `return_reports=True` returns (dataset, {name: build report}) instead."""
+    parts, reports = [], {}
+
+    def add(name, dataset, report):
         if max_samples_per_dataset is not None:
             dataset = dataset.select(range(min(max_samples_per_dataset, len(dataset))))
         if len(dataset):
             parts.append(dataset)
-    return datasets.concatenate_datasets(parts) if parts else None
+        reports[name] = report
+
+    options = dict(cache_dir=cache_dir, errors=errors, image_check=image_check, return_report=True)
+    for name, data_dir in data_dirs.items():
+        try:
+            dataset, report = load(name, data_dir, VALIDATION_SPLIT, **options)
+        except (ValueError, KeyError, FileNotFoundError) as error:
+            logger.warning("%s: no validation split used (%s)", name, error)
+            continue
+        add(name, dataset, report)
+    check_source_names({}, user_sources)
+    for source in user_sources:
+        try:
+            dataset, report = load_source(source, **options)
+        except ValueError as error:  # e.g. a Hub dataset without this split
+            if source.config.get("data_file"):
+                raise
+            logger.warning("%s: no validation split used (%s)", source.origin, error)
+            continue
+        add(source.name, dataset, _user_report(source, report))
+    validation = datasets.concatenate_datasets(parts) if parts else None
+    return (validation, reports) if return_reports else validation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,6 +478,8 @@ def normalize_answer(text: str) -> str:
 
 
 def is_short_answer_record(record: dict) -> bool:
+    if record["task"] == USER_TASK:  # the user's own data: an image question answered in at most three words
+        return record["image"] is not None and 0 < len(record["target"].split()) <= 3
     return record["template_family"] in (VQA, VQA_MULTIPLE_CHOICE) and bool(record["answers"] or record["target"])
 
 
