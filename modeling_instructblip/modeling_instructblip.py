@@ -25,7 +25,6 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling, BaseModelOutputWithPoolingAndCrossAttentions
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer, rotate_half
 from transformers.utils import ModelOutput
 
 from .configuration_instructblip import (
@@ -34,7 +33,6 @@ from .configuration_instructblip import (
     InstructBlipVisionConfig,
     convert_transformers_config_dict,
 )
-from .cpu_decoding import PrepackStats, prepacked_decoding
 
 
 AUTO_MAP = {
@@ -200,14 +198,9 @@ class InstructBlipAttention(nn.Module):
         batch_size, seq_len, hidden = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch_size, seq_len, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        dropout = self.config.attention_dropout if self.training else 0.0
         attn_output, attn_weights = _attention_function(self.config)(
-            self,
-            query,
-            key,
-            value,
-            attention_mask=None,
-            dropout=self.config.attention_dropout if self.training else 0.0,
-            scaling=self.scale,
+            self, query, key, value, attention_mask=None, dropout=dropout, scaling=self.scale
         )
         return self.projection(attn_output.reshape(batch_size, seq_len, hidden)), attn_weights
 
@@ -331,33 +324,27 @@ class InstructBlipQFormerMultiHeadAttention(nn.Module):
         self.key = nn.Linear(kv_size, config.hidden_size)
         self.value = nn.Linear(kv_size, config.hidden_size)
 
-    def forward(self, hidden_states, key_value_states, attention_mask=None, projected_key=None, projected_value=None):
-        """Queries from `hidden_states` [batch, q_len, hidden], keys/values from `key_value_states`, or
-        `projected_key` / `projected_value` ([batch, kv_len, hidden]) when the key/value projections of
-        `key_value_states` were already computed (see `_normed_image_features`)."""
+    def forward(self, hidden_states, key_value_states, attention_mask=None):
+        """Queries from `hidden_states` [batch, q_len, hidden], keys/values from `key_value_states`
+        [batch, kv_len, hidden or encoder_hidden]."""
         batch_size, q_len, _ = hidden_states.shape
-        if projected_key is None:
-            projected_key, projected_value = self.key(key_value_states), self.value(key_value_states)
-        kv_len = projected_key.shape[1]
+        kv_len = key_value_states.shape[1]
         query = self.query(hidden_states).view(batch_size, q_len, -1, self.head_dim).transpose(1, 2)
-        key = projected_key.view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
-        value = projected_value.view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
+        key = self.key(key_value_states).view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
+        value = self.value(key_value_states).view(batch_size, kv_len, -1, self.head_dim).transpose(1, 2)
+        dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
         attn_output, attn_weights = _attention_function(self.config)(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
-            scaling=self.scaling,
+            self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling
         )
         return attn_output.reshape(batch_size, q_len, -1), attn_weights
 
 
-class InstructBlipQFormerSelfOutput(nn.Module):
-    def __init__(self, config: InstructBlipQFormerConfig):
+class InstructBlipQFormerOutput(nn.Module):
+    """BERT's sublayer output: LayerNorm(dropout(dense(x)) + residual), after attention or a feed-forward."""
+
+    def __init__(self, config: InstructBlipQFormerConfig, in_features: int):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
@@ -369,11 +356,11 @@ class InstructBlipQFormerAttention(nn.Module):
     def __init__(self, config: InstructBlipQFormerConfig, is_cross_attention: bool = False):
         super().__init__()
         self.attention = InstructBlipQFormerMultiHeadAttention(config, is_cross_attention)
-        self.output = InstructBlipQFormerSelfOutput(config)
+        self.output = InstructBlipQFormerOutput(config, config.hidden_size)
 
-    def forward(self, hidden_states, key_value_states=None, attention_mask=None, projected_key=None, projected_value=None):
-        key_value_states = hidden_states if key_value_states is None and projected_key is None else key_value_states
-        attention, weights = self.attention(hidden_states, key_value_states, attention_mask, projected_key, projected_value)
+    def forward(self, hidden_states, key_value_states=None, attention_mask=None):
+        key_value_states = hidden_states if key_value_states is None else key_value_states
+        attention, weights = self.attention(hidden_states, key_value_states, attention_mask)
         return self.output(attention, hidden_states), weights
 
 
@@ -385,17 +372,6 @@ class InstructBlipQFormerIntermediate(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.intermediate_act_fn(self.dense(hidden_states))
-
-
-class InstructBlipQFormerOutput(nn.Module):
-    def __init__(self, config: InstructBlipQFormerConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
 
 
 class InstructBlipQFormerLayer(GradientCheckpointingLayer):
@@ -412,22 +388,18 @@ class InstructBlipQFormerLayer(GradientCheckpointingLayer):
         if self.has_cross_attention:
             self.crossattention = InstructBlipQFormerAttention(config, is_cross_attention=True)
         self.intermediate = InstructBlipQFormerIntermediate(config)
-        self.output = InstructBlipQFormerOutput(config)
+        self.output = InstructBlipQFormerOutput(config, config.intermediate_size)
         self.intermediate_query = InstructBlipQFormerIntermediate(config)
-        self.output_query = InstructBlipQFormerOutput(config)
+        self.output_query = InstructBlipQFormerOutput(config, config.intermediate_size)
 
-    def forward(
-        self, hidden_states, attention_mask, encoder_hidden_states, image_key=None, image_value=None, query_length: int = 0
-    ):
+    def forward(self, hidden_states, attention_mask, encoder_hidden_states, query_length: int = 0):
         """Returns (hidden_states [batch, queries + text, hidden], self-attention weights, cross-attention
-        weights); the weights are None unless the eager implementation computes them.
-        `image_key` / `image_value`: this layer's cross-attention key/value projections of the image,
-        when computed ahead (then `encoder_hidden_states` may be None)."""
+        weights); the weights are None unless the eager implementation computes them."""
         attention_output, self_weights = self.attention(hidden_states, hidden_states, attention_mask)
         queries = attention_output[:, :query_length]
         cross_weights = None
         if self.has_cross_attention:
-            queries, cross_weights = self.crossattention(queries, encoder_hidden_states, None, image_key, image_value)
+            queries, cross_weights = self.crossattention(queries, encoder_hidden_states)
         queries = self.output_query(self.intermediate_query(queries), queries)
         if attention_output.shape[1] == query_length:
             return queries, self_weights, cross_weights
@@ -442,26 +414,15 @@ class InstructBlipQFormerEncoder(nn.Module):
         self.layer = nn.ModuleList([InstructBlipQFormerLayer(config, i) for i in range(config.num_hidden_layers)])
 
     def forward(
-        self,
-        hidden_states,
-        attention_mask,
-        encoder_hidden_states,
-        query_length,
-        image_keys_values=None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        self, hidden_states, attention_mask, encoder_hidden_states, query_length,
+        output_hidden_states: bool = False, output_attentions: bool = False,
     ) -> BaseModelOutputWithPoolingAndCrossAttentions:
-        """`image_keys_values`: one (key, value) pair per cross-attention layer, in layer order, when the
-        image's key/value projections were computed ahead; otherwise each layer projects
-        `encoder_hidden_states` itself."""
-        pairs = iter(image_keys_values or ())
         all_hidden, all_self, all_cross = [hidden_states], [], []
         for layer in self.layer:
-            key, value = next(pairs) if image_keys_values is not None and layer.has_cross_attention else (None, None)
             # tensors positional: gradient checkpointing passes keyword arguments through unchanged but
             # needs tensors that may carry gradients as positional ones
             hidden_states, self_weights, cross_weights = layer(
-                hidden_states, attention_mask, encoder_hidden_states, key, value, query_length=query_length
+                hidden_states, attention_mask, encoder_hidden_states, query_length=query_length
             )
             all_hidden.append(hidden_states)
             all_self.append(self_weights)
@@ -485,30 +446,18 @@ class InstructBlipQFormerModel(nn.Module):
         self.embeddings = InstructBlipQFormerEmbeddings(config)
         self.encoder = InstructBlipQFormerEncoder(config)
 
-    def cross_attention_projections(self) -> list[nn.Linear]:
-        """The key and value projections of the image, for every cross-attention layer in order."""
-        return [
-            projection
-            for layer in self.encoder.layer
-            if layer.has_cross_attention
-            for projection in (layer.crossattention.attention.key, layer.crossattention.attention.value)
-        ]
-
     def forward(
         self,
         query_embeds,
         input_ids,
         attention_mask,
         encoder_hidden_states,
-        image_keys_values=None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> BaseModelOutputWithPoolingAndCrossAttentions:
         """
         query_embeds: [batch, num_query_tokens, hidden]; input_ids / attention_mask: [batch, text_len]
-        (the instruction, BERT-tokenized); encoder_hidden_states: [batch, image_tokens, encoder_hidden],
-        or None when `image_keys_values` (one key/value projection pair of the image per
-        cross-attention layer) are given instead.
+        (the instruction, BERT-tokenized); encoder_hidden_states: [batch, image_tokens, encoder_hidden].
         Returns `last_hidden_state` [batch, num_query_tokens + text_len, hidden]: the queries first.
         """
         query_length = query_embeds.shape[1]
@@ -524,140 +473,9 @@ class InstructBlipQFormerModel(nn.Module):
             mask = create_bidirectional_mask(
                 config=self.config, inputs_embeds=embeddings, attention_mask=torch.cat([query_mask, attention_mask], dim=1)
             )
-        if encoder_hidden_states is not None:
-            encoder_hidden_states = encoder_hidden_states.to(embeddings.dtype)
         return self.encoder(
-            embeddings, mask, encoder_hidden_states, query_length, image_keys_values, output_hidden_states, output_attentions
+            embeddings, mask, encoder_hidden_states.to(embeddings.dtype), query_length, output_hidden_states, output_attentions
         )
-
-
-class _NormThenProject(torch.autograd.Function):
-    """`y = LayerNorm(x)` and `y @ W_i.T + b_i` for several projections `i`, for an `x` that needs no
-    gradient: the frozen vision tower's features, the trainable LayerNorm after it, and the key/value
-    projections of every Q-Former cross-attention layer.
-
-    Autograd would form the gradient with respect to `y` (one GEMM per projection, summed) only to
-    reduce it to the LayerNorm's two vectors. With `x_hat` the normalized `x`, `g_i` the gradient of
-    output `i`, `M_i = g_i.T @ x_hat` and `s_i = g_i.sum(0)` (sums over rows):
-        dW_i = M_i * gamma + outer(s_i, beta)        db_i = s_i
-        dgamma = sum_i (W_i * M_i).sum(0)            dbeta = sum_i s_i @ W_i
-    `M_i` costs what autograd's `dW_i = g_i.T @ y` costs, so the gradient with respect to `y` is never
-    formed. Outputs: `y` and the projections; `y`'s gradient (if anything uses it) is added too.
-    """
-
-    @staticmethod
-    def forward(ctx, x, ln_weight, ln_bias, eps, *weights_and_biases):
-        x_hat = F.layer_norm(x, x.shape[-1:], None, None, eps)
-        y = torch.addcmul(ln_bias, x_hat, ln_weight)
-        pairs = list(zip(weights_and_biases[0::2], weights_and_biases[1::2]))
-        outputs = [F.linear(y, weight, bias) for weight, bias in pairs]
-        ctx.save_for_backward(x_hat, ln_weight, ln_bias, *weights_and_biases[0::2])
-        ctx.has_bias = [bias is not None for _, bias in pairs]
-        ctx.set_materialize_grads(False)
-        return (y, *outputs)
-
-    @staticmethod
-    def backward(ctx, grad_y, *grad_outputs):
-        x_hat, ln_weight, ln_bias, *weights = ctx.saved_tensors
-        dim = x_hat.shape[-1]
-        x_hat = x_hat.reshape(-1, dim)
-        # the small reductions in float32 (bf16/fp16 training), the GEMMs in the input dtype
-        gamma, beta = ln_weight.float(), ln_bias.float()
-        d_gamma = torch.zeros(dim, dtype=torch.float32, device=x_hat.device)
-        d_beta = torch.zeros_like(d_gamma)
-        if grad_y is not None:
-            grad_y = grad_y.reshape(-1, dim)
-            d_gamma += (grad_y.float() * x_hat.float()).sum(0)
-            d_beta += grad_y.float().sum(0)
-        grads = []
-        for i, (weight, grad) in enumerate(zip(weights, grad_outputs)):
-            if grad is None:
-                grads += [None, None]
-                continue
-            grad = grad.reshape(-1, grad.shape[-1])
-            row_sums = grad.float().sum(0)
-            projected = (grad.t() @ x_hat.to(grad.dtype)).float()  # M_i (autocast: the GEMM in its dtype)
-            w = weight.float()
-            d_gamma += (w * projected).sum(0)
-            d_beta += row_sums @ w
-            d_weight = d_bias = None
-            if ctx.needs_input_grad[4 + 2 * i]:
-                d_weight = (projected * gamma + row_sums[:, None] * beta).to(weight.dtype)
-            if ctx.has_bias[i] and ctx.needs_input_grad[5 + 2 * i]:
-                d_bias = row_sums.to(weight.dtype)
-            grads += [d_weight, d_bias]
-        d_gamma = d_gamma.to(ln_weight.dtype) if ctx.needs_input_grad[1] else None
-        d_beta = d_beta.to(ln_bias.dtype) if ctx.needs_input_grad[2] else None
-        return (None, d_gamma, d_beta, None, *grads)
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoder-only LLM in training: the last layer computed at the supervised positions only
-# ---------------------------------------------------------------------------------------------
-
-def _decoder_layer_at_rows(layer, hidden_states, index, attention_mask=None, position_embeddings=None):
-    """One Llama decoder layer whose output is needed only at the `index` ([batch, width] positions)
-    rows of each sample.
-
-    In the last layer the other positions serve as keys and values only, so their queries, attention
-    output, residual and MLP are skipped: the layer's cost falls to its key/value projections plus
-    (width / seq) of the rest. Returns [batch, seq, hidden] with the `index` positions filled (the
-    others are zero). No shape depends on data, so `torch.compile` captures it in one graph."""
-    attn = layer.self_attn
-    batch, seq, hidden = hidden_states.shape
-    width = index.shape[1]
-
-    def take(tensor):  # [batch, seq, d] -> [batch, width, d]
-        tensor = tensor.expand(batch, -1, -1)
-        return tensor.gather(1, index[..., None].expand(-1, -1, tensor.shape[-1]))
-
-    normed = layer.input_layernorm(hidden_states)
-    head_dim = attn.head_dim
-    query = attn.q_proj(take(normed)).view(batch, width, -1, head_dim).transpose(1, 2)
-    key = attn.k_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
-    value = attn.v_proj(normed).view(batch, seq, -1, head_dim).transpose(1, 2)
-    cos, sin = position_embeddings
-    query = query * take(cos).unsqueeze(1) + rotate_half(query) * take(sin).unsqueeze(1)
-    key = key * cos.unsqueeze(1) + rotate_half(key) * sin.unsqueeze(1)
-
-    if attention_mask is None:  # causal, nothing padded
-        allowed = torch.arange(seq, device=index.device)[None, None, :] <= index[..., None]
-        mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
-        mask = mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[:, None]
-    else:  # [batch or 1, 1 or heads, seq, seq]: the rows' lines
-        mask = attention_mask.expand(batch, -1, -1, -1)
-        mask = mask.gather(2, index[:, None, :, None].expand(-1, mask.shape[1], -1, mask.shape[-1]))
-    attention = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    output, _ = attention(
-        attn, query, key, value, mask, dropout=attn.attention_dropout if attn.training else 0.0, scaling=attn.scaling
-    )
-    states = take(hidden_states) + attn.o_proj(output.reshape(batch, width, -1))
-    states = states + layer.mlp(layer.post_attention_layernorm(states))
-    return hidden_states.new_zeros(batch, seq, hidden).scatter(1, index[..., None].expand(-1, -1, hidden), states)
-
-
-class _LlamaDecoderLayerAtRows(LlamaDecoderLayer):
-    """transformers' `LlamaDecoderLayer` (Vicuna's), same weights and outputs, that also accepts
-    `instructblip_rows=` ([batch, width] positions): then it runs `_decoder_layer_at_rows`. The model gives
-    its LLM's last layer this class (`_rows_only_last_layer`); other layers ignore the argument."""
-
-    def forward(self, hidden_states, *args, instructblip_rows=None, **kwargs):
-        if instructblip_rows is None or args or kwargs.get("past_key_values") is not None:
-            return super().forward(hidden_states, *args, **kwargs)
-        return _decoder_layer_at_rows(
-            self, hidden_states, instructblip_rows, kwargs.get("attention_mask"), kwargs.get("position_embeddings")
-        )
-
-
-def _rows_only_last_layer(language_model) -> bool:
-    """Give the LLM's last decoder layer `_LlamaDecoderLayerAtRows` if it is a plain `LlamaDecoderLayer`
-    and attention is sdpa; returns whether the LLM's last layer can take `instructblip_rows=`."""
-    layers = getattr(getattr(language_model, "model", None), "layers", None)
-    if not layers or getattr(language_model.config, "_attn_implementation", None) != "sdpa":
-        return False
-    if type(layers[-1]) is LlamaDecoderLayer:
-        layers[-1].__class__ = _LlamaDecoderLayerAtRows
-    return type(layers[-1]) is _LlamaDecoderLayerAtRows
 
 
 def resize_llm_vocabulary(language_model, rows: int):
@@ -738,11 +556,6 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     of `input_ids`, and the model writes the projected query outputs into those positions.
     """
 
-    # On a CPU, `generate` keeps MKL-prepacked copies of the LLM's fp32 weight matrices for the decoding
-    # steps (see cpu_decoding.py: 0.45-0.8 of the time per product, for a copy in memory), within this
-    # many bytes; 0 turns it off and frees the copies at the next `generate`.
-    decode_prepack_max_bytes: int = 1 << 30
-
     # What `from_pretrained(..., quantization_config=...)` leaves in the model's dtype when the config
     # names no modules of its own: everything but the LLM, whose weights are read again for every
     # generated token (the vision tower and Q-Former run once per image, and the Q-Former, query tokens
@@ -783,8 +596,6 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             self.language_model = AutoModelForSeq2SeqLM.from_config(config.text_config)
         self._frozen_modules_in_eval = False
         self.post_init()
-        if config.use_decoder_only_language_model:
-            _rows_only_last_layer(self.language_model)
 
     def _suppress_placeholder(self):
         """With `config.match_lavis`, make sure the LLM (whichever module `language_model` is now)
@@ -848,8 +659,6 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "LAVIS checkpoints, with `python -m modeling_instructblip.convert`."
                 ) from err
             raise
-        if getattr(model, "is_quantized", False):
-            model.decode_prepack_max_bytes = 0  # fp32 prepacks are for plain weights; quantized ones have their own kernels
         return model
 
     @classmethod
@@ -1033,7 +842,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             )
             vision_features = vision_outputs.last_hidden_state
         num_frames = num_frames or 1
-        image_embeds, image_keys_values = self._normed_image_features(vision_features)
+        norm = self._trainable_vision_norm()
+        image_embeds = norm(vision_features.to(norm.weight.dtype if norm.weight is not None else vision_features.dtype))
         num_images = image_embeds.shape[0]
         if not self.config.instruction_aware:  # BLIP-2's Q-Former: the queries alone
             qformer_input_ids = qformer_attention_mask = None
@@ -1049,7 +859,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             qformer_attention_mask = torch.ones_like(qformer_input_ids)
         query_tokens = self.query_tokens.expand(num_images, -1, -1)
         qformer_outputs = self.qformer(
-            query_tokens, qformer_input_ids, qformer_attention_mask, image_embeds, image_keys_values,
+            query_tokens, qformer_input_ids, qformer_attention_mask, image_embeds,
             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
         )
         query_output = qformer_outputs.last_hidden_state[:, : query_tokens.shape[1]]
@@ -1075,35 +885,6 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             image_embeds=image_embeds,
         )
         return features if return_dict else features.to_tuple()
-
-    def _normed_image_features(self, vision_features):
-        """The trainable LayerNorm over the frozen features, and, when it trains, the Q-Former's
-        cross-attention key/value projections of its output computed with it (`_NormThenProject`:
-        the gradient reaches the LayerNorm without the [image tokens x hidden] gradient of its output).
-        Returns (image_embeds, per-layer (key, value) pairs or None)."""
-        norm = self._trainable_vision_norm()
-        fused = (
-            torch.is_grad_enabled()
-            and not vision_features.requires_grad
-            and norm.weight is not None
-            and norm.bias is not None
-            and (norm.weight.requires_grad or norm.bias.requires_grad)
-            # Q-Former checkpointing keeps only the image features, not 2 x layers projections of them
-            and not (self.qformer.encoder.layer[0].gradient_checkpointing and self.qformer.training)
-            and not norm._forward_hooks
-            and not norm._forward_pre_hooks
-        )
-        if not fused:
-            return norm(vision_features), None
-        projections = self.qformer.cross_attention_projections()
-        qformer_dtype = self.qformer.embeddings.layernorm.weight.dtype
-        if not projections or len({p.weight.dtype for p in projections} | {norm.weight.dtype, qformer_dtype}) > 1:
-            return norm(vision_features), None
-        weights_and_biases = [t for projection in projections for t in (projection.weight, projection.bias)]
-        image_embeds, *outputs = _NormThenProject.apply(
-            vision_features.to(norm.weight.dtype), norm.weight, norm.bias, norm.eps, *weights_and_biases
-        )
-        return image_embeds, list(zip(outputs[0::2], outputs[1::2]))
 
     def _merge_visual_tokens(self, input_ids, inputs_embeds, language_model_inputs):
         """Write the visual tokens into the `<image>` placeholder positions of the LLM input."""
@@ -1241,19 +1022,12 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             ):
                 # training needs logits only where a label is supervised: the visual tokens, the
                 # prompt and the padding need none, and the LM head over the vocabulary is costly
-                rows = supervised = targets != -100
-                kwargs["logits_to_keep"] = rows
-                if self._lm_last_layer_takes_rows(kwargs):  # then the last layer needs only those rows too
-                    width = int(rows.sum(1).max())
-                    if width:
-                        # each sample's row positions first, in order, then others (computed, never read)
-                        kwargs["instructblip_rows"] = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :width]
+                supervised = targets != -100
+                kwargs["logits_to_keep"] = supervised
             outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
-            loss = None
             if supervised is not None:  # logits: [supervised tokens, vocab], in label order
-                loss = self._lm_loss(outputs.logits, targets[supervised], num_items_in_batch)
-            elif targets is not None:
-                loss = self._lm_loss(outputs.logits, targets, num_items_in_batch)
+                targets = targets[supervised]
+            loss = None if targets is None else self._lm_loss(outputs.logits, targets, num_items_in_batch)
         else:
             if decoder_input_ids is None and labels is not None:
                 decoder_input_ids = self.language_model._shift_right(labels)
@@ -1261,11 +1035,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                 start = self.language_model.config.decoder_start_token_id
                 decoder_input_ids = torch.full((inputs_embeds.shape[0], 1), start, device=inputs_embeds.device)
             outputs = self.language_model(
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                decoder_input_ids=decoder_input_ids,
-                decoder_attention_mask=decoder_attention_mask,
-                **kwargs,
+                inputs_embeds=inputs_embeds, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask, **kwargs,
             )
             labels = self._without_placeholder_targets(labels)
             loss = None if labels is None else self._lm_loss(outputs.logits, labels, num_items_in_batch)
@@ -1274,25 +1045,6 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             loss=loss, logits=outputs.logits, image_features=image_features, language_model_outputs=outputs
         )
         return output if return_dict else output.to_tuple()
-
-    def _lm_last_layer_takes_rows(self, kwargs) -> bool:
-        """Whether the LLM's last layer can run at the supervised rows only (`_LlamaDecoderLayerAtRows`):
-        a Llama LLM with sdpa attention, no cache, and no per-layer outputs asked for."""
-        if kwargs.get("use_cache") or kwargs.get("past_key_values") is not None:
-            return False
-        if kwargs.get("output_attentions") or kwargs.get("output_hidden_states"):
-            return False
-        try:
-            layers = self.language_model.get_decoder().layers
-        except AttributeError:
-            return False
-        # a compiled layer (regional compilation: `torch.compile` per block) wraps the layer
-        wrappers = [layers[-1], getattr(layers[-1], "_orig_mod", layers[-1])]
-        return (
-            type(wrappers[-1]) is _LlamaDecoderLayerAtRows
-            and self.language_model.config._attn_implementation == "sdpa"
-            and not any(w._forward_hooks or w._forward_pre_hooks for w in wrappers)
-        )
 
     def _lm_keeps_logits(self) -> bool:
         if not hasattr(self, "_lm_accepts_logits_to_keep"):
@@ -1324,16 +1076,11 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     # -- generation ------------------------------------------------------------------------------------
 
     def _language_model_inputs(
-        self,
-        pixel_values,
-        qformer_input_ids,
-        qformer_attention_mask,
-        input_ids,
-        attention_mask,
-        inputs_embeds,
-        vision_features,
-        num_frames,
+        self, pixel_values, qformer_input_ids, qformer_attention_mask, input_ids, attention_mask, inputs_embeds,
+        vision_features, num_frames,
     ):
+        """The LLM's input embeddings with the visual tokens written in (from a bare `[IMG..][BOS]` prompt
+        when neither `input_ids` nor `inputs_embeds` is given), and its attention mask."""
         image_features = self.get_image_features(
             pixel_values, qformer_input_ids, qformer_attention_mask, vision_features=vision_features,
             num_frames=num_frames, return_dict=True,
@@ -1368,14 +1115,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         followed by the answer (as transformers does); encoder-decoder LLMs return the decoder ids.
         Decoding settings come from `self.generation_config` unless given here."""
         input_ids, inputs_embeds, attention_mask = self._language_model_inputs(
-            pixel_values,
-            qformer_input_ids,
-            qformer_attention_mask,
-            input_ids,
-            attention_mask,
-            inputs_embeds,
-            vision_features,
-            num_frames,
+            pixel_values, qformer_input_ids, qformer_attention_mask, input_ids, attention_mask, inputs_embeds,
+            vision_features, num_frames,
         )
         self._suppress_placeholder()
         inputs = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
@@ -1393,16 +1134,9 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             if not any(isinstance(p, RepetitionPenaltyLogitsProcessor) for p in processors):  # the caller's wins
                 processors.append(RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=inputs_embeds.shape[1]))
             model_kwargs["logits_processor"] = processors
-        with prepacked_decoding(self, self.language_model, self.decode_prepack_max_bytes):
-            if self.config.use_decoder_only_language_model:
-                inputs = self._prompt_prefilled_once(inputs, generation_config, model_kwargs) or inputs
-            return self.language_model.generate(**inputs, generation_config=generation_config, **model_kwargs)
-
-    def decode_prepack_stats(self) -> PrepackStats:
-        """What `generate`'s prepacked CPU weights hold (matrices, bytes), how many products they served
-        and how many matrices the last call could not pack within `decode_prepack_max_bytes`."""
-        cache = self.__dict__.get("_decode_prepacks")
-        return cache.stats() if cache is not None else PrepackStats()
+        if self.config.use_decoder_only_language_model:
+            inputs = self._prompt_prefilled_once(inputs, generation_config, model_kwargs) or inputs
+        return self.language_model.generate(**inputs, generation_config=generation_config, **model_kwargs)
 
     def _prompt_prefilled_once(self, inputs, generation_config, model_kwargs):
         """Beam search (and several samples per prompt) from a decoder-only LLM: transformers copies each

@@ -133,10 +133,7 @@ print(processor.post_process_generation(ids, inputs["input_ids"])[0])
 ```
 
 Batched prompts for a decoder-only LLM: `processor(..., padding_side="left")`. Classification and
-multiple choice the paper's way: `model.rank_candidates(**processor.tokenize_candidates([["yes", "no"]]), **inputs)`.
-On a CPU with fp32 weights, `generate` keeps MKL-prepacked copies of the LLM's large weight matrices for
-batched and beam decoding (0.45-0.8 of the time per product), within `model.decode_prepack_max_bytes`
-(1 GiB by default; 0 turns it off)."""
+multiple choice the paper's way: `model.rank_candidates(**processor.tokenize_candidates([["yes", "no"]]), **inputs)`."""
     sections = [
         f"# {model_name}",
         describe_architecture(config) + f" This model was {origin}.",

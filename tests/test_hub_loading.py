@@ -40,10 +40,13 @@ def test_folder_is_hub_ready(saved):
     _, _, _, folder = saved
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     for name in ("config.json", "model.safetensors", "generation_config.json", "configuration_instructblip.py",
-                 "modeling_instructblip.py", "cpu_decoding.py", "processing_instructblip.py", "processor_config.json",
+                 "modeling_instructblip.py", "processing_instructblip.py", "processor_config.json",
                  "tokenizer.json", "tokenizer_config.json", "qformer_tokenizer/tokenizer_config.json"):
         assert name in files, f"{name} missing from {sorted(files)}"
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    # the code a `trust_remote_code` user runs (and should read): the three modules, nothing they do not import
+    assert {name for name in files if name.endswith(".py")} == {
+        "configuration_instructblip.py", "modeling_instructblip.py", "processing_instructblip.py"}
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_instructblip.InstructBlipConfig",

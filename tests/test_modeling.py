@@ -525,140 +525,21 @@ def test_training_forward_computes_logits_only_where_supervised(llm_tokenizers, 
         assert model(**inputs, labels=labels).logits.shape[:2] == inputs["input_ids"].shape
 
 
-def test_norm_then_project_gradients_are_autograds():
-    """The fused post-ViT LayerNorm + key/value projections: float64 gradcheck of every output (the
-    normalized features too), and float32 against plain autograd with frozen projections and an
-    unused output."""
-    from modeling_instructblip.modeling_instructblip import _NormThenProject
-
-    generator = torch.Generator().manual_seed(0)
-
-    def rand(*shape, dtype=torch.float64, grad=True):
-        return torch.randn(*shape, dtype=dtype, generator=generator).requires_grad_(grad)
-
-    x = rand(2, 5, 6, grad=False)
-    gamma, beta, w1, b1, w2 = rand(6), rand(6), rand(4, 6), rand(4), rand(3, 6)
-    assert torch.autograd.gradcheck(
-        lambda *t: _NormThenProject.apply(x, *t[:2], 1e-6, t[2], t[3], t[4], None), (gamma, beta, w1, b1, w2)
-    )
-
-    x, gamma, beta = rand(3, 7, 8, dtype=torch.float32, grad=False), rand(8, dtype=torch.float32), rand(8, dtype=torch.float32)
-    w1, b1 = rand(8, 8, dtype=torch.float32, grad=False), rand(8, dtype=torch.float32, grad=False)
-    w2, b2 = rand(5, 8, dtype=torch.float32), rand(5, dtype=torch.float32)
-    w3, b3 = rand(4, 8, dtype=torch.float32), rand(4, dtype=torch.float32)
-    y, o1, o2, o3 = _NormThenProject.apply(x, gamma, beta, 1e-5, w1, b1, w2, b2, w3, b3)
-    (o1.square().sum() + (o2 * 0.3).sum() + y.sum()).backward()  # o3 unused: no gradient reaches w3
-    fused = [gamma.grad, beta.grad, w2.grad, b2.grad]
-    assert w3.grad is None and w1.grad is None
-    for t in (gamma, beta, w2, b2):
-        t.grad = None
-    y = F.layer_norm(x, (8,), gamma, beta, 1e-5)
-    (F.linear(y, w1, b1).square().sum() + (F.linear(y, w2, b2) * 0.3).sum() + y.sum()).backward()
-    for got, expected in zip(fused, [gamma.grad, beta.grad, w2.grad, b2.grad]):
-        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
-
-
-def test_fused_layernorm_gradients_under_bf16_autocast(llm_tokenizers, bert_tokenizer, monkeypatch):
-    """The GPU recipe: frozen towers in bf16, bf16 autocast. The fused LayerNorm + key/value path runs
-    (bf16 image features, float32 LayerNorm) and its gradients stay within bf16 error of float32's,
-    no further than autograd's own bf16 gradients are."""
-    from modeling_instructblip import modeling_instructblip as implementation
-
-    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
-    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
-    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
-    inputs = batch("llama", llm_tokenizers, bert_tokenizer, padding_side="right")
-    inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
-    names = ["vision_model.post_layernorm.weight", "vision_model.post_layernorm.bias",
-             "qformer.encoder.layer.0.crossattention.attention.key.weight",
-             "qformer.encoder.layer.0.crossattention.attention.value.weight"]
-
-    def grads(autocast):
-        model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            model(**inputs).loss.backward()
-        return {n: dict(model.named_parameters())[n].grad.float().clone() for n in names}
-
-    with monkeypatch.context() as autograd_only:  # the references: float32 autograd, bf16 autograd
-        autograd_only.setattr(InstructBlipForConditionalGeneration, "_normed_image_features",
-                              lambda self, f: (self._trainable_vision_norm()(f), None))
-        exact = grads(autocast=False)
-        for module in (model.vision_model.embeddings, model.vision_model.encoder, model.language_model):
-            module.to(torch.bfloat16)
-        plain = grads(autocast=True)
-    ran = []
-    fused = implementation._NormThenProject.apply
-    monkeypatch.setattr(implementation._NormThenProject, "apply", lambda *a: ran.append(1) or fused(*a))
-    fast = grads(autocast=True)
-    assert ran
-    for name in names:
-        error = lambda g: float((g - exact[name]).norm() / exact[name].norm())  # noqa: E731
-        assert error(fast[name]) < 0.05 and error(fast[name]) <= 2 * error(plain[name]) + 1e-3, (name, error(fast[name]), error(plain[name]))
-
-
-@pytest.mark.parametrize("padding_side", ["left", "right", "unpadded"])
-def test_training_fast_paths_give_the_plain_gradients(padding_side, llm_tokenizers, bert_tokenizer, monkeypatch):
-    """The two training fast paths (the post-ViT LayerNorm fused with the Q-Former's image key/value
-    projections; the LLM's last layer at the supervised positions only, grouped-query attention
-    here) run, and give the plain path's loss, logits and gradients: padded batches, a different
-    number of supervised tokens per sample."""
-    from modeling_instructblip import modeling_instructblip as implementation
-
-    config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
-    config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
-    model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
-    assert type(model.language_model.model.layers[-1]).__name__ == "_LlamaDecoderLayerAtRows"
-    prompts = PROMPTS + ["Describe the picture in a few words, please."]
-    if padding_side == "unpadded":  # no attention mask reaches the layers: causal attention is implied
-        prompts, padding_side = [PROMPTS[0]] * 3, "right"
-    inputs = batch("llama", llm_tokenizers, bert_tokenizer, prompts=prompts, padding_side=padding_side)
-    assert inputs["attention_mask"].all() == (prompts[0] == prompts[1])
-    labels = labels_for("llama", llm_tokenizers, inputs)
-    first = int((labels[1] != -100).nonzero().min())
-    labels[1, first : first + 2] = -100  # one supervised token there, three in the others
-    ran = []
-    rows_only, fused = implementation._decoder_layer_at_rows, implementation._NormThenProject.apply
-    monkeypatch.setattr(implementation, "_decoder_layer_at_rows", lambda *a: ran.append("rows") or rows_only(*a))
-    monkeypatch.setattr(implementation._NormThenProject, "apply", lambda *a: ran.append("norm") or fused(*a))
-
-    def run():
-        return training_step(model, dict(inputs, labels=labels))
-
-    fast, fast_grads = run()
-    assert ran == ["norm", "rows"]
-    cls = InstructBlipForConditionalGeneration
-    monkeypatch.setattr(cls, "_lm_last_layer_takes_rows", lambda self, kwargs: False)
-    monkeypatch.setattr(cls, "_normed_image_features", lambda self, f: (self._trainable_vision_norm()(f), None))
-    plain, plain_grads = run()
-    assert ran == ["norm", "rows"]
-    torch.testing.assert_close(fast.loss, plain.loss, atol=1e-6, rtol=0)
-    torch.testing.assert_close(fast.logits, plain.logits, atol=1e-5, rtol=0)
-    assert fast_grads.keys() == plain_grads.keys()
-    for name in fast_grads:
-        torch.testing.assert_close(fast_grads[name], plain_grads[name], atol=1e-6, rtol=1e-5)
-
-
 @pytest.mark.parametrize("how", ["whole model", "regions"])
 def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizers, bert_tokenizer, monkeypatch):
     """`torch.compile` of a training step (the `aot_eager` backend: TorchDynamo's capture and
     AOTAutograd's backward, without inductor's code generation) on a padded batch: the whole model
     goes into one graph (the eager shortcuts for unpadded batches and the supervised-row selection
     are data-dependent and step aside); per block (accelerate's regional compilation, what
-    `train.py --torch_compile` uses) the blocks capture whole and the eager fast paths still run.
-    Both give eager's loss and gradients, and a malformed batch still fails with the message. The LLM's
-    linears are those of a model that has generated on a CPU (`PrepackedLinear`)."""
+    `train.py --torch_compile` uses) the blocks capture whole and the logits are still kept at the
+    supervised positions only. Both give eager's loss and gradients, and a malformed batch still fails
+    with the message."""
     import torch._dynamo
     from accelerate.utils import compile_regions
-
-    from modeling_instructblip import cpu_decoding
-    from modeling_instructblip import modeling_instructblip as implementation
 
     config = tiny.tiny_config("llama", tokenizer=llm_tokenizers["llama"])
     config.qformer_config.hidden_dropout_prob = config.qformer_config.attention_probs_dropout_prob = 0.0
     model = randomize_(InstructBlipForConditionalGeneration(config), std=0.2).freeze_for_instruction_tuning().train()
-    monkeypatch.setattr(cpu_decoding, "MIN_WEIGHT_BYTES", 0)
-    cpu_decoding._use_prepacked_linears(model.language_model)
-    assert isinstance(model.language_model.lm_head, cpu_decoding.PrepackedLinear)
     prompts = PROMPTS + ["Describe the picture in a few words, please."]
     inputs = batch("llama", llm_tokenizers, bert_tokenizer, prompts=prompts, padding_side="left")
     inputs["labels"] = labels_for("llama", llm_tokenizers, inputs)
@@ -667,9 +548,6 @@ def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizer
     eager, eager_grads = training_step(model, inputs)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    ran = []
-    rows_only = implementation._decoder_layer_at_rows
-    monkeypatch.setattr(implementation, "_decoder_layer_at_rows", lambda *a: ran.append("rows") or rows_only(*a))
     if how == "regions":
         compiled = compile_regions(model, backend="aot_eager")
         assert type(compiled.language_model.model.layers[-1]).__name__ == "OptimizedModule"
@@ -679,8 +557,8 @@ def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizer
     counters = torch._dynamo.utils.counters
     assert counters["stats"]["unique_graphs"] >= 1  # it was compiled
     assert not counters["graph_break"], dict(counters["graph_break"])
-    if how == "regions":  # the fast paths of eager training, inside the compiled blocks
-        assert ran == ["rows"] and out.logits.shape == eager.logits.shape == (int((inputs["labels"] != -100).sum()), config.text_config.vocab_size)
+    if how == "regions":  # eager training's logits at the supervised positions, around the compiled blocks
+        assert out.logits.shape == eager.logits.shape == (int((inputs["labels"] != -100).sum()), config.text_config.vocab_size)
     else:  # one static graph: all positions' logits
         assert out.logits.shape == (*inputs["input_ids"].shape, config.text_config.vocab_size)
     torch.testing.assert_close(out.loss, eager.loss, atol=1e-6, rtol=0)
@@ -695,7 +573,7 @@ def test_compiled_training_step_captures_without_graph_breaks(how, llm_tokenizer
 @pytest.mark.slow
 def test_inductor_compiles_the_training_blocks(llm_tokenizers, bert_tokenizer):
     """What a GPU runs under `train.py --torch_compile`: inductor's generated code for every block
-    (here its C++ for the CPU), the last LLM layer's supervised-rows path included. The step gives
+    (here its C++ for the CPU). The step gives
     eager's loss and gradients up to the reordering of float sums."""
     import torch._dynamo
     from accelerate.utils import compile_regions
@@ -712,37 +590,6 @@ def test_inductor_compiles_the_training_blocks(llm_tokenizers, bert_tokenizer):
     torch.testing.assert_close(out.loss, eager.loss, atol=1e-5, rtol=1e-5)
     for name in grads:
         torch.testing.assert_close(grads[name], eager_grads[name], atol=1e-5, rtol=1e-4, msg=name)
-
-
-def test_last_layer_fast_path_survives_copies_and_reloads(reference_pair, llm_tokenizers, bert_tokenizer, tmp_path):
-    """The LLM's last layer keeps transformers' class as a base (same state dict), is re-installed on
-    loading, copies with the model, and stands aside where it does not apply (eager attention)."""
-    import copy
-
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
-
-    _, ours, folder = reference_pair("llama")
-    last = ours.language_model.model.layers[-1]
-    assert isinstance(last, LlamaDecoderLayer) and type(last) is not LlamaDecoderLayer
-    model = copy.deepcopy(ours)  # the shared fixture stays untouched
-    assert type(model.language_model.model.layers[-1]) is type(last)
-    eager = InstructBlipForConditionalGeneration.from_pretrained(
-        folder, attn_implementation="eager", match_lavis=False
-    )
-    assert type(eager.language_model.model.layers[-1]) is LlamaDecoderLayer
-    assert not eager._lm_last_layer_takes_rows({})
-    assert model._lm_last_layer_takes_rows({}) and not model._lm_last_layer_takes_rows({"output_hidden_states": True})
-    inputs = batch("llama", llm_tokenizers, bert_tokenizer, padding_side="right")
-    labels = labels_for("llama", llm_tokenizers, inputs)
-    losses = []
-    for m in (model, eager):
-        m.config.qformer_config.attention_probs_dropout_prob = 0.0
-        for module in m.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
-        with torch.no_grad():
-            losses.append(m.train()(**inputs, labels=labels).loss)
-    torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

@@ -61,7 +61,7 @@ def test_check_lists_what_would_be_uploaded(trained):
     assert len(shards) >= 2 and "model.safetensors.index.json" in files  # sharded
     for name in ("config.json", "generation_config.json", "README.md", "processor_config.json", "tokenizer.json",
                  "qformer_tokenizer/tokenizer_config.json", "configuration_instructblip.py",
-                 "modeling_instructblip.py", "cpu_decoding.py", "processing_instructblip.py", "trainer_state.json"):
+                 "modeling_instructblip.py", "processing_instructblip.py", "trainer_state.json"):
         assert name in files
     assert not [name for name in files if name.startswith(("checkpoint-", "runs/")) or name.endswith(".bin")]
 
