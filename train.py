@@ -30,7 +30,7 @@ from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
 from dataset_builders.mixture import SAMPLINGS  # noqa: E402
 from dataset_builders.user_files import file_sources, hub_sources  # noqa: E402
 from modeling_instructblip import InstructBlipProcessor, paper_generation_config  # noqa: E402
-from training import modeling  # noqa: E402
+from training import blip2, modeling  # noqa: E402
 from training.data import (  # noqa: E402
     InstructBlipCollator,
     InstructionDataset,
@@ -50,17 +50,36 @@ logger = logging.getLogger("train")
 
 @dataclass
 class ModelArguments:
-    """Where training starts: one of `model_name_or_path`, the three parts, or `tiny_text_model`."""
+    """Where training starts: one of `model_name_or_path` (an InstructBLIP, or a BLIP-2 as the paper), the three
+    parts, or `tiny_text_model`."""
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "InstructBLIP checkpoint (folder or Hub id), ours or transformers' format"}
+        default=None,
+        metadata={"help": "InstructBLIP checkpoint (folder or Hub id, ours or transformers' format), or BLIP-2: "
+                          "transformers' blip-2 folder / Hub id (Salesforce/blip2-flan-t5-xl) or LAVIS's .pth (path or "
+                          "URL; stage 1 blip2_pretrained.pth or stage 2, with language_model)"},
+    )
+    blip2_stage1: str | None = field(
+        default=None,
+        metadata={"help": "BLIP-2 start: LAVIS's stage-1 blip2_pretrained.pth (path or URL) for the Q-Former's text parts "
+                          "a stage-2 BLIP-2 lacks (default: from qformer_model)"},
     )
     vision_model: str | None = field(
-        default=None, metadata={"help": "compose a new model: vision tower (InstructBLIP checkpoint, CLIP or SigLIP)"}
+        default=None,
+        metadata={"help": "compose a new model: vision tower (InstructBLIP checkpoint, CLIP or SigLIP); LAVIS BLIP-2 .pth "
+                          "start: EVA ViT-g's eva_vit_g.pth (path or URL) when the file holds no vision tower"},
     )
-    qformer_model: str | None = field(default=None, metadata={"help": "compose: BERT checkpoint for the Q-Former"})
-    language_model: str | None = field(default=None, metadata={"help": "compose: the LLM (causal or seq2seq)"})
-    num_query_tokens: int = field(default=32, metadata={"help": "compose: query tokens (the paper: 32)"})
+    qformer_model: str | None = field(
+        default=None,
+        metadata={"help": "compose: BERT checkpoint for the Q-Former; BLIP-2 start: the Q-Former's tokenizer and, "
+                          "without blip2_stage1, its text parts (default bert-base-uncased)"},
+    )
+    language_model: str | None = field(
+        default=None, metadata={"help": "compose: the LLM (causal or seq2seq); LAVIS BLIP-2 .pth start: the LLM"}
+    )
+    num_query_tokens: int | None = field(
+        default=None, metadata={"help": "compose: query tokens (default 32, the paper's); a BLIP-2 start: checked against its"}
+    )
     tiny_text_model: str | None = field(
         default=None, metadata={"help": "build a tiny random model from scratch around this LLM type (llama, t5)"}
     )
@@ -85,14 +104,27 @@ class ModelArguments:
         default=False, metadata={"help": "save LoRA merged into the LLM (default: base model + lora_adapter/)"}
     )
     trust_remote_code: bool = field(default=False)
+    instruction_aware: bool | None = field(
+        default=None,
+        metadata={"help": "false: the Q-Former sees the queries only, not the instruction (the paper's ablation "
+                          "'w/o instruction-aware visual features'); stored in the saved config. Default: as the "
+                          "starting checkpoint (true for a new model)"},
+    )
 
     def __post_init__(self):
+        for name in ("blip2_stage1", "vision_model", "qformer_model", "language_model"):
+            if getattr(self, name) in ("", "none", "null", "None"):  # unsets what a config file gives
+                setattr(self, name, None)
         parts = (self.vision_model, self.qformer_model, self.language_model)
-        choices = [self.model_name_or_path is not None, any(parts), self.tiny_text_model is not None]
+        # with model_name_or_path, the parts may complete a BLIP-2 start (checked when it is read)
+        choices = [self.model_name_or_path is not None, any(parts) and self.model_name_or_path is None,
+                   self.tiny_text_model is not None]
         if sum(choices) != 1:
             raise ValueError("give one of model_name_or_path, (vision_model, qformer_model, language_model), tiny_text_model")
-        if any(parts) and not all(parts):
+        if self.model_name_or_path is None and any(parts) and not all(parts):
             raise ValueError("composing a model needs vision_model, qformer_model and language_model")
+        if self.blip2_stage1 is not None and self.model_name_or_path is None:
+            raise ValueError("blip2_stage1 completes a BLIP-2 start: it needs model_name_or_path (a BLIP-2 checkpoint)")
         if self.lora_r and self.train_language_model:
             raise ValueError("lora_r and train_language_model exclude each other")
 
@@ -153,6 +185,11 @@ class DataArguments:
     max_length: int | None = field(default=None, metadata={"help": "bound on the LLM sequence (image tokens included)"})
     dataset_cache_dir: str | None = field(default=None, metadata={"help": "where the builders write their Arrow files"})
     record_errors: str = field(default="skip", metadata={"help": "bad raw records: skip (count) or fail"})
+    finetune_on_held_out: bool = field(
+        default=False,
+        metadata={"help": "allow held-out datasets in data_dirs: downstream fine-tuning (the paper's Table 3), after "
+                          "which the model is no longer zero-shot on them (recorded in its config and card)"},
+    )
     image_check: str = field(default="header", metadata={"help": "build-time image check: none, exists, header, full"})
     train_augmentation: bool = field(
         default=True, metadata={"help": "the paper's RandomResizedCrop 0.5-1 + flip on training images (false: eval view)"}
@@ -313,16 +350,31 @@ def resolve_user_sources(data_args) -> tuple[list, list]:
 
 
 def build_model(model_args, seed: int):
-    """(model, processor, base model names for the card)."""
+    """(model, processor, base models for the card: names or (name, what was taken from it))."""
     dtype = getattr(torch, model_args.dtype) if model_args.dtype else None
     if model_args.model_name_or_path:
+        if blip2.blip2_format(model_args.model_name_or_path):
+            model, processor, sources = blip2.load_blip2(
+                model_args.model_name_or_path, qformer_model=model_args.qformer_model or "bert-base-uncased",
+                stage1=model_args.blip2_stage1, language_model=model_args.language_model,
+                vision_model=model_args.vision_model, dtype=dtype,
+            )
+            if model_args.num_query_tokens not in (None, model.config.num_query_tokens):
+                raise ValueError(f"num_query_tokens is {model_args.num_query_tokens}, but the BLIP-2 checkpoint "
+                                 f"{model_args.model_name_or_path} has {model.config.num_query_tokens} query tokens")
+            return model, processor, sources
+        given = [name for name in ("vision_model", "qformer_model", "language_model", "blip2_stage1")
+                 if getattr(model_args, name) is not None]
+        if given:
+            raise ValueError(f"{model_args.model_name_or_path} is an InstructBLIP checkpoint, which holds every part: "
+                             f"drop {', '.join(given)} (they complete a BLIP-2 start only)")
         model, processor = modeling.load_checkpoint(model_args.model_name_or_path, dtype, model_args.trust_remote_code)
         return model, processor, [model_args.model_name_or_path]
     if model_args.tiny_text_model:
         model, processor = modeling.build_tiny(model_args.tiny_text_model, seed, model_args.config_overrides)
         return model, processor, []
     parts = [model_args.vision_model, model_args.qformer_model, model_args.language_model]
-    model, processor = modeling.compose_from_parts(*parts, num_query_tokens=model_args.num_query_tokens, dtype=dtype)
+    model, processor = modeling.compose_from_parts(*parts, num_query_tokens=model_args.num_query_tokens or 32, dtype=dtype)
     return model, processor, parts
 
 
@@ -375,6 +427,7 @@ def main(argv=None):
             cache_dir=data_args.dataset_cache_dir,
             errors=data_args.record_errors,
             image_check=data_args.image_check,
+            allow_held_out=data_args.finetune_on_held_out,
         )
         validation = None
         if training_args.eval_strategy != "no" or training_args.do_eval:
@@ -404,6 +457,8 @@ def main(argv=None):
         checkpoint = last_complete_checkpoint(training_args.output_dir)
         logger.info("resuming from %s", checkpoint)
     model, processor, base_models = build_model(model_args, training_args.seed)
+    if model_args.instruction_aware is not None:
+        model.config.instruction_aware = model_args.instruction_aware
     if checkpoint and os.path.exists(os.path.join(checkpoint, "processor_config.json")):
         # the run's own tokenizers (a from-scratch tiny model's are trained anew at every start)
         processor = InstructBlipProcessor.from_pretrained(checkpoint)
@@ -485,6 +540,10 @@ def main(argv=None):
         if training_args.should_save and not model_args.lora_merge:
             modeling.save_lora_adapter(model, lora_config, os.path.join(output_dir, "lora_adapter"))
         modeling.remove_lora(model, merge=model_args.lora_merge)
+    held_out = sorted(name for name in [*data_dirs, *(source.name for source in train_sources)]  # a Hub config: vsr
+                      if name in DATASETS and DATASETS[name].role != "held_in")
+    if held_out:  # downstream fine-tuning: evaluate.py reports these as fine-tuned, never zero-shot
+        model.config.trained_on_held_out = sorted(set(model.config.trained_on_held_out or []) | set(held_out))
     trainer.save_model(output_dir)  # weights, remote code, processor, generation config
     data_report = {"at build": build_reports, "during training": metrics["skipped_records"]}
     if feature_cache_report is not None:
@@ -510,6 +569,8 @@ def main(argv=None):
             else "none" + (" (cached vision features)" if data_args.vision_feature_cache else ""),
             "trainable parameters": f"{trainable:,} of {total:,}",
             "seed": training_args.seed,
+            "instruction-aware Q-Former": "yes" if model.config.instruction_aware
+            else "no (queries only: the paper's ablation without instruction-aware visual features)",
             "mixture sampling": data_args.sampling + (f", multipliers {data_args.multipliers}" if data_args.multipliers else ""),
         }
         write_model_card(
@@ -531,6 +592,7 @@ def main(argv=None):
                 "r": model_args.lora_r, "alpha": model_args.lora_alpha, "target modules": model_args.lora_target_modules,
                 "saved": "merged" if model_args.lora_merge else "adapter in lora_adapter/",
             },
+            not_zero_shot_on=model.config.trained_on_held_out,
         )
         if push_to_hub:
             repo_id = training_args.hub_model_id or os.path.basename(os.path.abspath(output_dir))

@@ -7,11 +7,11 @@ again when evaluation results arrive (`python -m publish card FOLDER --eval-dir 
 
 import json
 import os
+import re
 from pathlib import Path
 
 
 CARD_INPUTS_FILENAME = "model_card_inputs.json"
-LOSS_CURVE_FILENAME = "loss_curve.png"
 # how the mixture weighted its datasets (train.py --sampling): the paper's balancing and its ablations
 SAMPLING_TEXT = {
     "sqrt": "proportional to sqrt(size) (the paper's balancing)",
@@ -25,6 +25,8 @@ CITATION = """@inproceedings{dai2023instructblip,
   booktitle = {Advances in Neural Information Processing Systems},
   year      = {2023}
 }"""
+LAVIS_SUFFIXES = (".pth", ".pt")
+HUB_ID = re.compile(r"(?:[\w-]+/)?[\w.-]+")  # [owner/]name: what the Hub's `base_model` metadata accepts
 # builder names whose data has a canonical Hub dataset repo (metadata links only where we are sure)
 HUB_DATASET_IDS = {
     "llava_conversation": "liuhaotian/LLaVA-Instruct-150K",
@@ -72,6 +74,7 @@ def write_model_card(
     lora: dict | None = None,
     zero_shot_results: dict | None = None,
     user_sources: dict | None = None,
+    not_zero_shot_on=None,
     origin: str = "instruction-tuned with this repository's `train.py`",
     license: str = "other",
     repo_id: str | None = None,
@@ -90,6 +93,8 @@ def write_model_card(
 
     folder = Path(folder)
     inputs = {k: v for k, v in locals().items() if k not in ("folder", "EvalResult", "ModelCard", "ModelCardData")}
+    # each base model: a name, or (name, what was taken from it); only Hub ids go to the metadata
+    base_list = [(m, None) if isinstance(m, str) else tuple(m) for m in base_models]
     config = json.loads((folder / "config.json").read_text())
     eval_results = [
         EvalResult(
@@ -114,7 +119,8 @@ def write_model_card(
         library_name="transformers",
         pipeline_tag="image-text-to-text",
         tags=["instructblip", "vision-language", "instruction-tuning", "custom_code"],
-        base_model=list(base_models) or None,
+        base_model=[name for name, _ in base_list
+                    if HUB_ID.fullmatch(name) and not name.endswith(LAVIS_SUFFIXES) and not Path(name).exists()] or None,
         datasets=hub_datasets or None,
         model_name=model_name,
         eval_results=eval_results or None,
@@ -145,8 +151,17 @@ multiple choice the paper's way: `model.rank_candidates(**processor.tokenize_can
         "things that are not in the image (hallucination); do not use it for decisions about people, or "
         "where a wrong answer causes harm. Its base models' licences apply (e.g. Vicuna's LLaMA licence "
         "forbids commercial use; FlanT5 is Apache-2.0).",
-        "## Base models\n\n" + ("\n".join(f"- `{m}`" for m in base_models) or "- none (trained from scratch)"),
+        "## Base models\n\n" + ("\n".join(f"- `{m}`" + (f": {role}" if role else "") for m, role in base_list)
+                                 or "- none (trained from scratch)"),
     ]
+    if not_zero_shot_on:
+        sections.append(
+            "## Not zero-shot on " + ", ".join(not_zero_shot_on) + "\n\n"
+            "This model was fine-tuned on these held-out datasets (`--finetune_on_held_out`, the paper's Table 3 "
+            "setting): its scores on them are fine-tuned results, not zero-shot ones, and must not be compared with "
+            "the paper's Table 1. `evaluate.py` reports them as fine-tuned (the list is `trained_on_held_out` in "
+            "config.json)."
+        )
     if proportions and user_sources:
         def where(name):
             return f"own data: `{user_sources[name]['origin']}`" if name in user_sources else "official release, rebuilt"
@@ -182,6 +197,8 @@ multiple choice the paper's way: `model.rank_candidates(**processor.tokenize_can
             "## Zero-shot evaluation\n\nHeld-out datasets with the paper's protocols (`evaluate.py`); only scores "
             "on a full official split stand beside the paper's Table 1:\n\n" + markdown_table(zero_shot_results)
         )
+    from training.report import LOSS_CURVE_FILENAME  # the training run writes it
+
     if (folder / LOSS_CURVE_FILENAME).exists():
         sections.append(f"## Loss curve\n\n![loss curve]({LOSS_CURVE_FILENAME})")
     sections.append("## Citation\n\n```bibtex\n" + CITATION + "\n```")

@@ -14,7 +14,6 @@ import io
 import logging
 import math
 import random
-import re
 
 import datasets
 import numpy as np
@@ -26,6 +25,7 @@ from dataset_builders.mixture import build_mixture
 from dataset_builders.user_files import USER_TASK, load_source
 from dataset_builders.schema import HELD_IN, VQA, VQA_MULTIPLE_CHOICE
 from dataset_builders.templates import redraw_instruction
+from metrics.vqa_accuracy.vqa_accuracy import normalize_vqa_answer
 from training.randaugment import random_augment
 
 logger = logging.getLogger(__name__)
@@ -342,18 +342,23 @@ def pack_batch(batch: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_held_in(names):
-    """Raise for names that are not held-in datasets (training on held-out data breaks zero-shot)."""
+def check_held_in(names, allow_held_out: bool = False):
+    """Raise for names that are not held-in datasets (training on held-out data breaks zero-shot), unless
+    `allow_held_out` (downstream fine-tuning, the paper's Table 3: the model is no longer zero-shot on them)."""
     for name in names:
         if name not in DATASETS:
             raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-        if DATASETS[name].role != HELD_IN:
-            raise ValueError(f"{name} is a held-out dataset: it must not be trained on")
+        if DATASETS[name].role != HELD_IN and not allow_held_out:
+            raise ValueError(
+                f"{name} is a held-out dataset: instruction tuning must not train on it (the zero-shot evaluation "
+                "needs it unseen). To fine-tune on it downstream (the paper's Table 3), pass --finetune_on_held_out true: "
+                "the saved model then records it and is reported as fine-tuned, not zero-shot, on it"
+            )
 
 
-def check_source_names(data_dirs, user_sources) -> None:
-    """Raise for a user source named like a `data_dirs` dataset or another source, or named
-    after a held-out dataset of the registry (e.g. The Cauldron's `vsr` config)."""
+def check_source_names(data_dirs, user_sources, allow_held_out: bool = False) -> None:
+    """Raise for a user source named like a `data_dirs` dataset or another source, or (unless
+    `allow_held_out`) named after a held-out dataset of the registry (e.g. The Cauldron's `vsr` config)."""
     names = {name: f"data_dirs {name}" for name in data_dirs}
     for source in user_sources:
         if source.name in names:
@@ -363,7 +368,7 @@ def check_source_names(data_dirs, user_sources) -> None:
             )
         names[source.name] = source.origin
         if source.name in DATASETS:
-            check_held_in([source.name])
+            check_held_in([source.name], allow_held_out=allow_held_out)
 
 
 def _user_report(source, report):
@@ -394,6 +399,7 @@ def load_training_mixture(
     errors: str = "skip",
     image_check: str = "header",
     sampling: str = "sqrt",
+    allow_held_out: bool = False,
 ):
     """The square-root-balanced mixture (`sampling`: "sqrt", "size" or "uniform", see build_mixture) of the
     held-in datasets in `data_dirs` ({name: raw folder}) and the user's own `user_sources`
@@ -403,8 +409,8 @@ def load_training_mixture(
     report (records kept, skipped by reason; a user source's also names its `source`), None when
     streaming (nothing is built up front).
     """
-    check_held_in(data_dirs)
-    check_source_names(data_dirs, user_sources)
+    check_held_in(data_dirs, allow_held_out=allow_held_out)
+    check_source_names(data_dirs, user_sources, allow_held_out=allow_held_out)
     if not data_dirs and not user_sources:
         raise ValueError("no training data: give data_dirs, a sample corpus, train files or a Hub dataset")
     sources, reports = {}, {}
@@ -471,12 +477,6 @@ def load_validation_set(
 # ---------------------------------------------------------------------------------------------
 
 
-def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and articles, squeeze spaces (a light VQA normalisation)."""
-    text = re.sub(r"[^\w\s]", " ", text.lower())
-    return " ".join(word for word in text.split() if word not in ("a", "an", "the"))
-
-
 def is_short_answer_record(record: dict) -> bool:
     if record["task"] == USER_TASK:  # the user's own data: an image question answered in at most three words
         return record["image"] is not None and 0 < len(record["target"].split()) <= 3
@@ -484,11 +484,12 @@ def is_short_answer_record(record: dict) -> bool:
 
 
 def answer_matches(prediction: str | None, record: dict) -> bool:
-    """Whether `prediction` equals (normalised) one of the record's reference answers."""
+    """Whether `prediction` equals one of the record's reference answers, both normalised as the official
+    VQA evaluation does (`metrics.vqa_accuracy`: punctuation, number words, articles, contractions)."""
     if prediction is None:
         return False
-    references = {normalize_answer(a) for a in (record["answers"] or [record["target"]])}
-    return normalize_answer(prediction) in references
+    references = {normalize_vqa_answer(a) for a in (record["answers"] or [record["target"]])}
+    return normalize_vqa_answer(prediction) in references
 
 
 def answer_accuracy(predictions: list[str], records: list[dict]) -> float:

@@ -6,9 +6,11 @@ accuracy per kind of question against an image-blind baseline). Nothing here tou
 import re
 from collections import Counter
 
-from publish.model_card import LOSS_CURVE_FILENAME
+from metrics.vqa_accuracy.vqa_accuracy import normalize_vqa_answer
 
-from .data import answer_matches, normalize_answer
+from .data import answer_matches
+
+LOSS_CURVE_FILENAME = "loss_curve.png"  # next to the model; its card shows it
 
 
 def plot_loss_curve(log_history: list[dict], path: str) -> str | None:
@@ -62,7 +64,7 @@ def answer_report(predictions: list[str], records: list[dict], train_records: li
     counts = {}
     for record in train_records:
         kind_counts = counts.setdefault(question_kind(record["question"]), Counter())
-        kind_counts[normalize_answer(record["target"])] += 1
+        kind_counts[normalize_vqa_answer(record["target"])] += 1
     majority = {kind: min(c.items(), key=lambda item: (-item[1], item[0]))[0] for kind, c in counts.items()}
     rows = {}
     for prediction, record in zip(predictions, records):
