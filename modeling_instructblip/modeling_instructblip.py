@@ -842,8 +842,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             )
             vision_features = vision_outputs.last_hidden_state
         num_frames = num_frames or 1
-        norm = self._trainable_vision_norm()
-        image_embeds = norm(vision_features.to(norm.weight.dtype if norm.weight is not None else vision_features.dtype))
+        norm = self._trainable_vision_norm()  # trainable, in the Q-Former's dtype when the frozen tower's is lower
+        image_embeds = norm(vision_features.to(norm.weight.dtype))
         num_images = image_embeds.shape[0]
         if not self.config.instruction_aware:  # BLIP-2's Q-Former: the queries alone
             qformer_input_ids = qformer_attention_mask = None
@@ -866,23 +866,16 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         language_model_inputs = self.language_projection(query_output)
         batch_size = num_images // num_frames
         language_model_inputs = language_model_inputs.reshape(batch_size, -1, language_model_inputs.shape[-1])
-        if vision_outputs is not None:
+        if vision_outputs is not None:  # transformers' vision output: the features after the LayerNorm
             vision_outputs = BaseModelOutputWithPooling(
-                last_hidden_state=image_embeds,
-                pooler_output=image_embeds[:, 0],
-                hidden_states=vision_outputs.hidden_states,
-                attentions=vision_outputs.attentions,
+                last_hidden_state=image_embeds, pooler_output=image_embeds[:, 0],
+                hidden_states=vision_outputs.hidden_states, attentions=vision_outputs.attentions,
             )
+        tower = BaseModelOutputWithPooling() if vision_outputs is None else vision_outputs
         features = InstructBlipImageFeatures(
-            last_hidden_state=image_embeds,
-            pooler_output=language_model_inputs,
-            hidden_states=vision_outputs.hidden_states if vision_outputs is not None else None,
-            attentions=vision_outputs.attentions if vision_outputs is not None else None,
-            vision_outputs=vision_outputs,
-            qformer_outputs=qformer_outputs,
-            language_model_inputs=language_model_inputs,
-            query_output=query_output,
-            image_embeds=image_embeds,
+            last_hidden_state=image_embeds, pooler_output=language_model_inputs, hidden_states=tower.hidden_states,
+            attentions=tower.attentions, vision_outputs=vision_outputs, qformer_outputs=qformer_outputs,
+            language_model_inputs=language_model_inputs, query_output=query_output, image_embeds=image_embeds,
         )
         return features if return_dict else features.to_tuple()
 
