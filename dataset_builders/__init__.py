@@ -3,8 +3,9 @@
     from dataset_builders import DATASETS, load
     ds = load("vqav2", "/data/vqav2", "train", errors="skip")
 
-`DATASETS` names every source with its role (held_in / held_out) and task; it is lazy (a name maps
-to a module path) so importing this package imports no builder. Each builder module defines
+`DATASETS` names every source with its role (held_in / held_out) and task, the one place they are
+stated (builders and evaluation tasks read them from it); it is lazy (a name maps to a module path)
+so importing this package imports no builder. Each builder module defines
 `BUILDERS = {name: BuilderClass}`. The shared schema is in `schema.py`, the templates in
 `templates.py`, the base class in `_base.py`, the balanced mixture in `mixture.py`.
 """
@@ -20,14 +21,16 @@ from .schema import FEATURES, HELD_IN, HELD_OUT
 
 logger = logging.getLogger(__name__)
 
-# Task categories (REFERENCE §5).
+# Task categories: the 11 of the paper (Dai et al. 2023, §2.1 "Tasks and Datasets" and Figure 2, which also
+# marks each dataset held-in or held-out). Each entry of DATASETS below states a dataset's role and task: the
+# builders (_base.InstructBuilder.role/.task) and the evaluation tasks (evaluation/tasks.py) read them here.
 IMAGE_CAPTIONING = "image_captioning"
 CAPTIONING_READING_COMPREHENSION = "captioning_reading_comprehension"
 VISUAL_REASONING = "visual_reasoning"
 IMAGE_QA = "image_qa"
 KNOWLEDGE_QA = "knowledge_grounded_qa"
 IMAGE_QA_READING_COMPREHENSION = "image_qa_reading_comprehension"
-QUESTION_GENERATION = "question_generation"
+QUESTION_GENERATION = "question_generation"  # the *_qg datasets' task; their template family is schema.QG ("qg")
 VIDEO_QA = "video_qa"
 VISUAL_CONVERSATIONAL_QA = "visual_conversational_qa"
 IMAGE_CLASSIFICATION = "image_classification"

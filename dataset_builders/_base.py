@@ -424,6 +424,18 @@ def _raw_files_fingerprint(data_dir: str | None, depth: int = 2) -> str:
     return digest.hexdigest()[:16]
 
 
+def registry_entry(name: str):
+    """`DATASETS[name]`, the registry's entry (module, role, task) for a builder's DATASET_NAME."""
+    from . import DATASETS  # the package's __init__ imports this module, so the registry is read late
+
+    if name not in DATASETS:
+        raise KeyError(
+            f"builder {name!r} is not in dataset_builders.DATASETS, which states every dataset's role and task; "
+            "add it there (a builder outside the registry, such as user_files.UserData, defines `role` and `task` itself)"
+        )
+    return DATASETS[name]
+
+
 class InstructBuilder(datasets.GeneratorBasedBuilder):
     """Base of every builder. Subclasses set the class attributes below and write
     `_split_generators`, `_iter_raw` and `_records` (see the module docstring)."""
@@ -431,9 +443,9 @@ class InstructBuilder(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIG_CLASS = InstructConfig
     # datasets writes image datasets in batches of 100 rows; images here are paths, so use big batches
     DEFAULT_WRITER_BATCH_SIZE = 10_000
-    DATASET_NAME: str = ""  # registry name; also the cache folder name
-    ROLE: str = ""  # schema.HELD_IN or schema.HELD_OUT
-    TASK: str = ""  # task category, REFERENCE §5
+    # its key in the registry (dataset_builders.DATASETS, which alone states its role and task); also the
+    # records' `dataset` and the cache folder name
+    DATASET_NAME: str = ""
     TEMPLATE_FAMILY: str = ZERO_SHOT  # family drawn by `make` when no instruction is given
     HOMEPAGE: str = ""
     CITATION: str = ""
@@ -446,8 +458,18 @@ class InstructBuilder(datasets.GeneratorBasedBuilder):
         self.error_reports: dict[str, ErrorReport] = {}
         self._image_status: dict[str, RecordError | None] = {}
 
+    @property
+    def role(self) -> str:
+        """schema.HELD_IN or schema.HELD_OUT, as the registry states it."""
+        return registry_entry(self.DATASET_NAME).role
+
+    @property
+    def task(self) -> str:
+        """The task category (Dai et al. 2023, Figure 2), as the registry states it."""
+        return registry_entry(self.DATASET_NAME).task
+
     def _info(self):
-        description = f"{self.DATASET_NAME} ({self.ROLE}, {self.TASK}). {inspect.getdoc(type(self)) or ''}"
+        description = f"{self.DATASET_NAME} ({self.role}, {self.task}). {inspect.getdoc(type(self)) or ''}"
         return datasets.DatasetInfo(
             description=description, features=FEATURES, homepage=self.HOMEPAGE, citation=self.CITATION
         )
@@ -493,7 +515,7 @@ class InstructBuilder(datasets.GeneratorBasedBuilder):
                 choices=fields.get("choices", ()),
                 ocr_tokens=fields.get("ocr_tokens", ()),
             )
-        return make_record(dataset=self.DATASET_NAME, task=self.TASK, role=self.ROLE, split=split, **fields)
+        return make_record(dataset=self.DATASET_NAME, task=self.task, role=self.role, split=split, **fields)
 
     def check_image(self, path: str) -> None:
         """`check_image` with the config's mode, cached per path (bounded)."""

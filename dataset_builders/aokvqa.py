@@ -21,7 +21,7 @@ options, "(a) x (b) y ...", after the question and the target is the correct cho
 from dataclasses import dataclass
 
 from ._base import InstructConfig, InstructBuilder, check_items, field, iter_json_array, most_common
-from .schema import HELD_IN, QUESTION_GENERATION, VQA, VQA_MULTIPLE_CHOICE
+from .schema import QG, VQA, VQA_MULTIPLE_CHOICE
 from .vqav2 import as_question_generation
 
 _URL = "https://prior-datasets.s3.us-east-2.amazonaws.com/aokvqa/aokvqa_v1p0.tar.gz"
@@ -60,8 +60,6 @@ class AOKVQA(InstructBuilder):
 
     BUILDER_CONFIG_CLASS = AOKVQAConfig
     DATASET_NAME = "aokvqa"
-    ROLE = HELD_IN
-    TASK = "knowledge_grounded_qa"
     HOMEPAGE = "https://allenai.org/project/a-okvqa/home"
     CITATION = """@inproceedings{schwenk2022okvqa,
   title={A-OKVQA: A Benchmark for Visual Question Answering using World Knowledge},
@@ -119,12 +117,11 @@ class AOKVQAQuestionGeneration(AOKVQA):
     """A-OKVQA turned around: given the image and the answer (correct choice), generate the question."""
 
     DATASET_NAME = "aokvqa_qg"
-    TASK = "question_generation"
     NEEDS_ANSWERS = True
 
     def _records(self, raw, split):
         fields = as_question_generation(self.qa_fields(raw))
-        return self.make(split, **{**fields, "template_family": QUESTION_GENERATION, "choices": [], "answer_index": -1})
+        return self.make(split, **{**fields, "template_family": QG, "choices": [], "answer_index": -1})
 
 
-BUILDERS = {"aokvqa": AOKVQA, "aokvqa_qg": AOKVQAQuestionGeneration}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (AOKVQA, AOKVQAQuestionGeneration)}

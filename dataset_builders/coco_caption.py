@@ -20,7 +20,7 @@ restval), validation = "val" (5K), test = "test" (5K). Training yields one recor
 from dataclasses import dataclass
 
 from ._base import InstructConfig, InstructBuilder, check_items, field, iter_json_array
-from .schema import CAPTION, HELD_IN
+from .schema import CAPTION
 
 KARPATHY_URL = "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip"
 _COCO_URL = "http://images.cocodataset.org/zips/"
@@ -92,8 +92,6 @@ class COCOCaption(KarpathyCaptions):
     """COCO captions on the Karpathy splits, instructions from the paper's captioning templates."""
 
     DATASET_NAME = "coco_caption"
-    ROLE = HELD_IN
-    TASK = "image_captioning"
     HOMEPAGE = "https://cocodataset.org"
     CITATION = """@inproceedings{karpathy2015deep,
   title={Deep Visual-Semantic Alignments for Generating Image Descriptions},
@@ -102,4 +100,4 @@ class COCOCaption(KarpathyCaptions):
     ANNOTATION_FILE = "dataset_coco.json"
 
 
-BUILDERS = {"coco_caption": COCOCaption}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (COCOCaption,)}

@@ -12,7 +12,7 @@ zero-shot prompt as the instruction.
 """
 
 from .coco_caption import KARPATHY_URL, KarpathyCaptions
-from .schema import HELD_OUT, ZERO_SHOT
+from .schema import ZERO_SHOT
 from .templates import ZERO_SHOT_PROMPTS
 
 FILES = {
@@ -25,8 +25,6 @@ class Flickr30K(KarpathyCaptions):
     """Flickr30K captions (Karpathy splits), zero-shot prompt "A short image description:"."""
 
     DATASET_NAME = "flickr30k"
-    ROLE = HELD_OUT
-    TASK = "image_captioning"
     TEMPLATE_FAMILY = ZERO_SHOT
     HOMEPAGE = "https://shannon.cs.illinois.edu/DenotationGraph/"
     CITATION = """@article{young2014image,
@@ -42,4 +40,4 @@ class Flickr30K(KarpathyCaptions):
         return super().make(split, instruction=ZERO_SHOT_PROMPTS["flickr30k"], **fields)
 
 
-BUILDERS = {"flickr30k": Flickr30K}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (Flickr30K,)}

@@ -13,7 +13,6 @@ One record per question: target and single reference `answer` (GQA accuracy is e
 """
 
 from ._base import InstructBuilder, field, load_json
-from .schema import HELD_OUT
 from .templates import ZERO_SHOT_PROMPTS
 
 _URL = "https://downloads.cs.stanford.edu/nlp/data/gqa/"
@@ -25,8 +24,6 @@ class GQA(InstructBuilder):
     """GQA balanced test-dev questions; zero-shot prompt "Question: {} Short answer:"."""
 
     DATASET_NAME = "gqa"
-    ROLE = HELD_OUT
-    TASK = "visual_reasoning"
     HOMEPAGE = "https://cs.stanford.edu/people/dorarad/gqa"
     CITATION = """@inproceedings{hudson2019gqa,
   title={{GQA}: A New Dataset for Real-World Visual Reasoning and Compositional Question Answering},
@@ -64,4 +61,4 @@ class GQA(InstructBuilder):
         )
 
 
-BUILDERS = {"gqa": GQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (GQA,)}

@@ -19,7 +19,6 @@ choices=["no", "yes"], so `answer_index` equals the label (the ROC AUC uses the 
 import os
 
 from ._base import InstructBuilder, RecordError, WRONG_FIELD_TYPE, field
-from .schema import HELD_OUT
 from .templates import HATEFUL_MEMES_PROMPT
 from ._base import iter_jsonl
 
@@ -37,8 +36,6 @@ class HatefulMemes(InstructBuilder):
     """Hateful Memes: is the meme (image + written text) hateful? Ranked over the yes/no verbalisers."""
 
     DATASET_NAME = "hateful_memes"
-    ROLE = HELD_OUT
-    TASK = "image_classification"
     HOMEPAGE = "https://hatefulmemeschallenge.com"
     CITATION = _CITATION
 
@@ -79,4 +76,4 @@ class HatefulMemes(InstructBuilder):
         )
 
 
-BUILDERS = {"hateful_memes": HatefulMemes}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (HatefulMemes,)}

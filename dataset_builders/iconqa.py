@@ -20,7 +20,6 @@ for IconQA. The choices are ranked; `answer_index` is IconQA's `answer`.
 """
 
 from ._base import MALFORMED_RECORD, InstructBuilder, RecordError, WRONG_FIELD_TYPE, field, list_field, load_json
-from .schema import HELD_OUT
 from .templates import ICONQA_PROMPT, format_choices_lettered
 
 _URL = "https://iconqa2021.s3.us-west-1.amazonaws.com/iconqa_data.zip"
@@ -63,8 +62,6 @@ class IconQA(InstructBuilder):
     """IconQA multi-text-choice questions on abstract diagrams, ranked over their text choices."""
 
     DATASET_NAME = "iconqa"
-    ROLE = HELD_OUT
-    TASK = "visual_reasoning"
     HOMEPAGE = "https://iconqa.github.io"
     CITATION = _CITATION
     FILES = FILES
@@ -106,4 +103,4 @@ class IconQA(InstructBuilder):
         )
 
 
-BUILDERS = {"iconqa": IconQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (IconQA,)}

@@ -21,7 +21,6 @@ import os
 
 from ._base import MALFORMED_RECORD, TEXT_ERRORS, RecordError, most_common
 from ._video import MISSING_VIDEO, VideoError, VideoQABuilder
-from .schema import HELD_OUT
 from .templates import SHORT_ANSWER_PROMPT
 
 _URL = "https://github.com/antoyang/just-ask (iVQA: drive folder 14e7hUcy4Ti25HdRRH5LUpuJTik2cjlzb)"
@@ -45,8 +44,6 @@ class IVQA(VideoQABuilder):
     """iVQA questions on instructional video clips, each with five annotated answers."""
 
     DATASET_NAME = "ivqa"
-    ROLE = HELD_OUT
-    TASK = "video_qa"
     HOMEPAGE = "https://antoyang.github.io/just-ask.html"
     CITATION = _CITATION
 
@@ -92,4 +89,4 @@ class IVQA(VideoQABuilder):
         )
 
 
-BUILDERS = {"ivqa": IVQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (IVQA,)}

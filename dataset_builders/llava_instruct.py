@@ -24,7 +24,7 @@ exchange's instruction is LLaVA's instruction verbatim. Detail and reasoning are
 import os
 
 from ._base import MALFORMED_RECORD, InstructBuilder, RecordError, field, iter_json_array
-from .schema import HELD_IN, NATIVE
+from .schema import NATIVE
 
 _HUB = "https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K/resolve/main/"
 _COCO = "http://images.cocodataset.org/zips/"
@@ -66,8 +66,6 @@ def exchange_instruction(history: list[str], question: str) -> str:
 class LLaVAInstruct(InstructBuilder):
     """Base of the three LLaVA-Instruct-150K builders; subclasses name their file."""
 
-    ROLE = HELD_IN
-    TASK = "llava_instruct"
     TEMPLATE_FAMILY = NATIVE
     HOMEPAGE = "https://llava-vl.github.io"
     CITATION = _CITATION
@@ -137,4 +135,4 @@ class LLaVAReasoning(LLaVAInstruct):
     FILE = "complex_reasoning_77k.json"
 
 
-BUILDERS = {"llava_conversation": LLaVAConversation, "llava_detail": LLaVADetail, "llava_reasoning": LLaVAReasoning}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (LLaVAConversation, LLaVADetail, LLaVAReasoning)}

@@ -1,5 +1,5 @@
 """The held-in training mixture: datasets drawn with probability proportional to sqrt(size), with
-per-dataset multipliers (REFERENCE §5, "Balanced sampling").
+per-dataset multipliers (Dai et al. 2023, §2.4 "Balancing Training Datasets").
 
     p_d = m_d * sqrt(S_d) / sum_i m_i * sqrt(S_i)
 

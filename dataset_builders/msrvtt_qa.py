@@ -49,4 +49,4 @@ class MSRVTTQA(MSVDQA):
         return os.path.join(folder, f"video{video_id}.mp4")
 
 
-BUILDERS = {"msrvtt_qa": MSRVTTQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (MSRVTTQA,)}

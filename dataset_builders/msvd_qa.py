@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 from ._base import TEXT_ERRORS, field, load_json
 from ._video import MISSING_VIDEO, VideoError, VideoQABuilder, VideoQAConfig
-from .schema import HELD_OUT
 from .templates import SHORT_ANSWER_PROMPT
 
 _QA_URL = "https://data.mendeley.com/datasets/h5j7cpwnvn (MSVD-QA)"
@@ -61,8 +60,6 @@ class MSVDQA(VideoQABuilder):
 
     BUILDER_CONFIG_CLASS = VideoQAVocabularyConfig
     DATASET_NAME = "msvd_qa"
-    ROLE = HELD_OUT
-    TASK = "video_qa"
     HOMEPAGE = "https://github.com/xudejing/video-question-answering"
     CITATION = _CITATION
     QA_URL = _QA_URL
@@ -127,4 +124,4 @@ class MSVDQA(VideoQABuilder):
         )
 
 
-BUILDERS = {"msvd_qa": MSVDQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (MSVDQA,)}

@@ -18,7 +18,6 @@ domain (NoCaps reports CIDEr per domain), the instruction the paper's zero-shot 
 from collections import defaultdict
 
 from ._base import InstructBuilder, field, load_json
-from .schema import HELD_OUT
 from .templates import ZERO_SHOT_PROMPTS
 
 _URL = "https://s3.amazonaws.com/nocaps/"
@@ -35,8 +34,6 @@ class NoCaps(InstructBuilder):
     """NoCaps images with their 10 reference captions; zero-shot prompt "A short image description:"."""
 
     DATASET_NAME = "nocaps"
-    ROLE = HELD_OUT
-    TASK = "image_captioning"
     HOMEPAGE = "https://nocaps.org"
     CITATION = """@inproceedings{agrawal2019nocaps,
   title={nocaps: novel object captioning at scale},
@@ -77,4 +74,4 @@ class NoCaps(InstructBuilder):
         )
 
 
-BUILDERS = {"nocaps": NoCaps}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (NoCaps,)}

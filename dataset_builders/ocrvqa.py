@@ -15,7 +15,7 @@ templates. The release ships no OCR tokens, so `ocr_tokens` is empty and no OCR 
 import os
 
 from ._base import MALFORMED_RECORD, InstructBuilder, RecordError, check_items, field, load_json
-from .schema import HELD_IN, VQA
+from .schema import VQA
 
 _URL = "https://ocr-vqa.github.io (Google Drive: dataset.json, loadDataset.py)"
 FILES = {"dataset.json": _URL, "images": _URL + " -> run loadDataset.py to fetch the covers"}
@@ -26,8 +26,6 @@ class OCRVQA(InstructBuilder):
     """OCR-VQA question/answer pairs on book covers, instructions from the paper's VQA templates."""
 
     DATASET_NAME = "ocrvqa"
-    ROLE = HELD_IN
-    TASK = "image_qa_reading_comprehension"
     TEMPLATE_FAMILY = VQA
     HOMEPAGE = "https://ocr-vqa.github.io"
     CITATION = """@inproceedings{mishra2019ocr,
@@ -74,4 +72,4 @@ class OCRVQA(InstructBuilder):
         ]
 
 
-BUILDERS = {"ocrvqa": OCRVQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (OCRVQA,)}

@@ -15,7 +15,7 @@ processed answers (the ones OK-VQA's accuracy compares against); `target` is the
 """
 
 from ._base import most_common
-from .schema import HELD_IN, QUESTION_GENERATION
+from .schema import QG
 from .vqav2 import VQAv2, as_question_generation
 
 _OKVQA_URL = "https://okvqa.allenai.org/static/data/"
@@ -39,8 +39,6 @@ class OKVQA(VQAv2):
     """OK-VQA questions (outside-knowledge VQA on COCO), instructions from the paper's VQA templates."""
 
     DATASET_NAME = "okvqa"
-    ROLE = HELD_IN
-    TASK = "knowledge_grounded_qa"
     HOMEPAGE = "https://okvqa.allenai.org"
     CITATION = """@inproceedings{marino2019ok,
   title={{OK-VQA}: A Visual Question Answering Benchmark Requiring External Knowledge},
@@ -57,12 +55,11 @@ class OKVQAQuestionGeneration(OKVQA):
     """OK-VQA turned around: given the image and an answer, generate the question."""
 
     DATASET_NAME = "okvqa_qg"
-    TASK = "question_generation"
-    TEMPLATE_FAMILY = QUESTION_GENERATION
+    TEMPLATE_FAMILY = QG
     NEEDS_ANSWERS = True
 
     def _records(self, raw, split):
         return self.make(split, **as_question_generation(self.qa_fields(raw)))
 
 
-BUILDERS = {"okvqa": OKVQA, "okvqa_qg": OKVQAQuestionGeneration}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (OKVQA, OKVQAQuestionGeneration)}

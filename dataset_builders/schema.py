@@ -15,10 +15,11 @@ HELD_OUT = "held_out"
 CAPTION = "caption"  # captioning templates, no placeholder
 VQA = "vqa"  # VQA templates, {Question} <- `question`
 VQA_MULTIPLE_CHOICE = "vqa_mc"  # VQA templates, {Question} <- `question` + its `choices`
-QUESTION_GENERATION = "qg"  # QG templates, {Answer} <- `answer`; the target is the question
+QG = "qg"  # question-generation templates, {Answer} <- `answer`; the target is the question (the task category
+# of the *_qg datasets is another name: dataset_builders.QUESTION_GENERATION = "question_generation")
 ZERO_SHOT = "zero_shot"  # held-out: the paper's fixed zero-shot prompt, never re-drawn
 NATIVE = "native"  # the source's own instruction (LLaVA-Instruct-150K), never re-drawn
-TEMPLATE_FAMILIES = (CAPTION, VQA, VQA_MULTIPLE_CHOICE, QUESTION_GENERATION, ZERO_SHOT, NATIVE)
+TEMPLATE_FAMILIES = (CAPTION, VQA, VQA_MULTIPLE_CHOICE, QG, ZERO_SHOT, NATIVE)
 
 
 class RecordFeatures(Features):
@@ -47,7 +48,7 @@ FEATURES = RecordFeatures(
         # identity
         "id": Value("string"),  # unique within (dataset, split), e.g. "vqav2/val/262148000"
         "dataset": Value("string"),  # registry name, e.g. "vqav2_qg"
-        "task": Value("string"),  # task category (REFERENCE §5), e.g. "image_qa"
+        "task": Value("string"),  # task category (Dai et al. 2023, Figure 2), e.g. "image_qa"
         "role": Value("string"),  # HELD_IN or HELD_OUT
         "split": Value("string"),  # split name as the builder exposes it
         # inputs

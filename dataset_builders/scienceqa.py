@@ -21,7 +21,6 @@ leaderboard's breakdown).
 
 from ._base import InstructBuilder, field
 from .iconqa import iter_problems, multiple_choice
-from .schema import HELD_OUT
 from .templates import SCIENCEQA_PROMPT, format_choices_lettered
 
 _REPO = "https://github.com/lupantech/ScienceQA/raw/main/data/scienceqa/"
@@ -39,8 +38,6 @@ class ScienceQA(InstructBuilder):
     """ScienceQA multiple-choice science questions that come with an image, ranked over their choices."""
 
     DATASET_NAME = "scienceqa"
-    ROLE = HELD_OUT
-    TASK = "knowledge_grounded_qa"
     HOMEPAGE = "https://scienceqa.github.io"
     CITATION = _CITATION
     FILES = FILES
@@ -89,4 +86,4 @@ class ScienceQA(InstructBuilder):
         )
 
 
-BUILDERS = {"scienceqa": ScienceQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (ScienceQA,)}

@@ -1,4 +1,4 @@
-"""The paper's instruction templates and zero-shot prompts (REFERENCE §5, verbatim), and the
+"""The paper's instruction templates and zero-shot prompts (Dai et al. 2023, appendix; verbatim), and the
 functions that fill them.
 
 Training records draw one template uniformly per example, seeded by (seed, dataset, id) so a
@@ -10,7 +10,7 @@ This module must not read files or know any dataset's raw format.
 
 import random
 
-from .schema import CAPTION, NATIVE, QUESTION_GENERATION, VQA, VQA_MULTIPLE_CHOICE, ZERO_SHOT
+from .schema import CAPTION, NATIVE, QG, VQA, VQA_MULTIPLE_CHOICE, ZERO_SHOT
 
 CAPTION_TEMPLATES = (
     "A short image caption:",
@@ -54,7 +54,7 @@ TEMPLATES = {
     CAPTION: CAPTION_TEMPLATES,
     VQA: VQA_TEMPLATES,
     VQA_MULTIPLE_CHOICE: VQA_TEMPLATES,
-    QUESTION_GENERATION: QUESTION_GENERATION_TEMPLATES,
+    QG: QUESTION_GENERATION_TEMPLATES,
 }
 
 # Zero-shot prompts of the held-out datasets (paper appendix E). "{}" slots are filled in order.

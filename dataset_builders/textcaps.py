@@ -20,7 +20,7 @@ reference_strs). Instructions are captioning templates after "OCR tokens: {first
 """
 
 from ._base import InstructBuilder, check_items, field, iter_json_array
-from .schema import CAPTION, HELD_IN
+from .schema import CAPTION
 from .textvqa import FILES as TEXTVQA_FILES
 from .textvqa import OCR_FILES, load_rosetta_ocr
 
@@ -40,8 +40,6 @@ class TextCaps(InstructBuilder):
     """TextCaps captions with OCR tokens, instructions from the paper's captioning templates."""
 
     DATASET_NAME = "textcaps"
-    ROLE = HELD_IN
-    TASK = "captioning_reading_comprehension"
     TEMPLATE_FAMILY = CAPTION
     HOMEPAGE = "https://textvqa.org/textcaps"
     CITATION = """@inproceedings{sidorov2020textcaps,
@@ -89,4 +87,4 @@ class TextCaps(InstructBuilder):
         )
 
 
-BUILDERS = {"textcaps": TextCaps}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (TextCaps,)}

@@ -20,7 +20,6 @@ Records carry all OCR tokens in `ocr_tokens`; the instruction is the paper's pro
 """
 
 from ._base import InstructBuilder, check_items, field, iter_json_array, load_json, most_common
-from .schema import HELD_OUT
 from .templates import TEXTVQA_PROMPT, format_ocr_tokens
 
 _URL = "https://dl.fbaipublicfiles.com/textvqa/"
@@ -54,8 +53,6 @@ class TextVQA(InstructBuilder):
     """TextVQA questions with OCR tokens and 10 answers; the paper's zero-shot TextVQA prompt."""
 
     DATASET_NAME = "textvqa"
-    ROLE = HELD_OUT
-    TASK = "image_qa_reading_comprehension"
     HOMEPAGE = "https://textvqa.org"
     CITATION = """@inproceedings{singh2019towards,
   title={Towards {VQA} Models That Can Read},
@@ -97,4 +94,4 @@ class TextVQA(InstructBuilder):
         )
 
 
-BUILDERS = {"textvqa": TextVQA}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (TextVQA,)}

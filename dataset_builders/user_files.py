@@ -110,8 +110,9 @@ class UserData(VideoQABuilder):
     `source_name` is its name in the mixture, the records' `dataset` and its cache folder."""
 
     BUILDER_CONFIG_CLASS = UserDataConfig
-    ROLE = HELD_IN
-    TASK = USER_TASK
+    # not a registry dataset (dataset_builders.DATASETS), so it states its own role and task, here only
+    role = HELD_IN
+    task = USER_TASK
     TEMPLATE_FAMILY = NATIVE
     HOMEPAGE = ""
 

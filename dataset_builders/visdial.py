@@ -20,7 +20,6 @@ does not report, so they are not read.
 """
 
 from ._base import MALFORMED_RECORD, InstructBuilder, RecordError, WRONG_FIELD_TYPE, field, list_field, load_json
-from .schema import HELD_OUT
 from .templates import VISDIAL_PROMPT
 
 _URL = "https://visualdialog.org/data"
@@ -43,8 +42,6 @@ class VisDial(InstructBuilder):
     """Visual Dialog v1.0 val rounds, each ranking its 100 candidate answers given the dialog so far."""
 
     DATASET_NAME = "visdial"
-    ROLE = HELD_OUT
-    TASK = "visual_conversational_qa"
     HOMEPAGE = "https://visualdialog.org"
     CITATION = _CITATION
     FILES = FILES
@@ -107,4 +104,4 @@ def _lookup(table: list, index: int, what: str) -> str:
     return table[index]
 
 
-BUILDERS = {"visdial": VisDial}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (VisDial,)}

@@ -16,7 +16,6 @@ the instruction is the paper's zero-shot prompt "Question: {} Short answer:".
 """
 
 from ._base import InstructBuilder, check_items, field, iter_json_array, most_common
-from .schema import HELD_OUT
 from .templates import ZERO_SHOT_PROMPTS
 
 _URL = "https://vizwiz.cs.colorado.edu/VizWiz_final/"
@@ -35,8 +34,6 @@ class VizWiz(InstructBuilder):
     """VizWiz questions from blind users with 10 answers; zero-shot prompt "Question: {} Short answer:"."""
 
     DATASET_NAME = "vizwiz"
-    ROLE = HELD_OUT
-    TASK = "image_qa"
     HOMEPAGE = "https://vizwiz.org"
     CITATION = """@inproceedings{gurari2018vizwiz,
   title={VizWiz Grand Challenge: Answering Visual Questions from Blind People},
@@ -77,4 +74,4 @@ class VizWiz(InstructBuilder):
         )
 
 
-BUILDERS = {"vizwiz": VizWiz}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (VizWiz,)}

@@ -25,7 +25,7 @@ OK-VQA (okvqa.py) shares this format and subclasses these builders.
 """
 
 from ._base import MALFORMED_RECORD, InstructBuilder, RecordError, check_items, field, iter_json_array, load_json
-from .schema import HELD_IN, QUESTION_GENERATION, VQA
+from .schema import QG, VQA
 
 _VQA_URL = "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/"
 _COCO_URL = "http://images.cocodataset.org/zips/"
@@ -59,8 +59,6 @@ class VQAv2(InstructBuilder):
     """VQAv2 questions with their 10 human answers, instructions from the paper's VQA templates."""
 
     DATASET_NAME = "vqav2"
-    ROLE = HELD_IN
-    TASK = "image_qa"
     TEMPLATE_FAMILY = VQA
     HOMEPAGE = "https://visualqa.org"
     CITATION = _CITATION
@@ -142,12 +140,11 @@ class VQAv2QuestionGeneration(VQAv2):
     """VQAv2 turned around: given the image and an answer, generate the question (paper's QG templates)."""
 
     DATASET_NAME = "vqav2_qg"
-    TASK = "question_generation"
-    TEMPLATE_FAMILY = QUESTION_GENERATION
+    TEMPLATE_FAMILY = QG
     NEEDS_ANSWERS = True
 
     def _records(self, raw, split):
         return self.make(split, **as_question_generation(self.qa_fields(raw)))
 
 
-BUILDERS = {"vqav2": VQAv2, "vqav2_qg": VQAv2QuestionGeneration}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (VQAv2, VQAv2QuestionGeneration)}

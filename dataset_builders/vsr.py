@@ -23,7 +23,6 @@ import json
 from dataclasses import dataclass
 
 from ._base import WRONG_FIELD_TYPE, InstructBuilder, InstructConfig, RecordError, field, iter_jsonl
-from .schema import HELD_OUT
 from .templates import VSR_PROMPT
 
 _REPO = "https://github.com/cambridgeltl/visual-spatial-reasoning/raw/master/data/"
@@ -53,8 +52,6 @@ class VSR(InstructBuilder):
 
     BUILDER_CONFIG_CLASS = VSRConfig
     DATASET_NAME = "vsr"
-    ROLE = HELD_OUT
-    TASK = "visual_reasoning"
     HOMEPAGE = "https://github.com/cambridgeltl/visual-spatial-reasoning"
     CITATION = _CITATION
 
@@ -96,4 +93,4 @@ class VSR(InstructBuilder):
         )
 
 
-BUILDERS = {"vsr": VSR}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (VSR,)}

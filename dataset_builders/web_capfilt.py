@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 
 from ._base import MALFORMED_RECORD, InstructConfig, InstructBuilder, RecordError, field, iter_json_array
-from .schema import CAPTION, HELD_IN
+from .schema import CAPTION
 
 _URL = "https://storage.googleapis.com/sfr-vision-language-research/BLIP/datasets/"
 IMAGE_FOLDER = "images"
@@ -44,8 +44,6 @@ class WebCapFilt(InstructBuilder):
 
     BUILDER_CONFIG_CLASS = WebCapFiltConfig
     DATASET_NAME = "web_capfilt"
-    ROLE = HELD_IN
-    TASK = "image_captioning"
     TEMPLATE_FAMILY = CAPTION
     HOMEPAGE = "https://github.com/salesforce/BLIP"
     CITATION = """@inproceedings{li2022blip,
@@ -74,4 +72,4 @@ class WebCapFilt(InstructBuilder):
         return self.make(split, id=row, image=image, image_id=row, target=caption, answers=[caption])
 
 
-BUILDERS = {"web_capfilt": WebCapFilt}
+BUILDERS = {cls.DATASET_NAME: cls for cls in (WebCapFilt,)}

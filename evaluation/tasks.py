@@ -10,9 +10,11 @@ A task answers three questions:
   teacher-forced log-likelihood, summed over its tokens as LAVIS does; the best one wins);
 - how the answers are scored: `metric` on `references` (a record field).
 
-Decoding follows LAVIS (REFERENCE §4): short answers use beams 5, max_len 10, min_len 1,
-length penalty 0 (Vicuna) / -1 (FlanT5); captions beams 5, max_len 80, min_len 10, length penalty
-1; every `generate` call keeps LAVIS's repetition penalty 1.5. `max_len` / `min_len` are LAVIS's
+Decoding follows LAVIS: short answers use `predict_answers`' defaults (lavis/models/blip2_models/
+blip2_{vicuna,t5}_instruct.py): beams 5, max_len 10, min_len 1, length penalty 0 (Vicuna) / -1 (FlanT5);
+captions lavis/projects/blip2/eval/caption_nocaps_out_domain_flant5xl_eval.yaml: beams 5, max_len 80,
+min_len 10, length penalty 1; every `generate` call keeps LAVIS's repetition penalty 1.5 (the default of
+`generate` in those model files). `max_len` / `min_len` are LAVIS's
 arguments, mapped to the new tokens they gave: FlanT5 gets `max_new_tokens=max_len` and
 `min_length=min_len`, which counts the decoder start token (min_len 10: 9 new tokens at least);
 Vicuna gets `generate(inputs_embeds=..., max_length=max_len, min_length=min_len)`, which under the
@@ -34,6 +36,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from dataset_builders import DATASETS
+from dataset_builders.schema import HELD_OUT
 from dataset_builders.templates import (
     CAPTION_PROMPT,
     ICONQA_PROMPT,
@@ -80,9 +84,8 @@ class Task:
 
     name: str
     title: str  # as the paper's tables print it
-    dataset: str  # dataset_builders name; data under <data_dir>/<dataset>/
+    dataset: str  # dataset_builders name (its role comes from dataset_builders.DATASETS); data under <data_dir>/<dataset>/
     split: str
-    held_out: bool
     inference: str  # GENERATE or RANK
     metric: str  # key of METRICS; the headline score is result[metric]
     references: str  # record field holding the references: "answers", "target" or "answer_index"
@@ -106,6 +109,11 @@ class Task:
     official_records: int | None = None
     record_unit: str = "questions"
 
+    @property
+    def held_out(self) -> bool:
+        """Whether the dataset is held out (zero-shot, the paper's Table 1), as the registry states it."""
+        return DATASETS[self.dataset].role == HELD_OUT
+
 
 # LAVIS's predict_answers (short-answer VQA) and captioning eval configs
 SHORT_ANSWER = dict(num_beams=5, max_len=10, min_len=1,
@@ -117,38 +125,38 @@ QUESTION = ("question",)
 # fmt: off
 TASKS = {task.name: task for task in [
     # held-out, in Table 1's column order; prompts come with the records
-    Task("nocaps", "NoCaps", "nocaps", "validation", True, GENERATE, "cider", "answers", **CAPTIONING),
-    Task("flickr30k", "Flickr30K", "flickr30k", "test", True, GENERATE, "cider", "answers", **CAPTIONING),
-    Task("gqa", "GQA", "gqa", "test_dev", True, GENERATE, "accuracy", "target", normalize="vqa", **SHORT_ANSWER,
+    Task("nocaps", "NoCaps", "nocaps", "validation", GENERATE, "cider", "answers", **CAPTIONING),
+    Task("flickr30k", "Flickr30K", "flickr30k", "test", GENERATE, "cider", "answers", **CAPTIONING),
+    Task("gqa", "GQA", "gqa", "test_dev", GENERATE, "accuracy", "target", normalize="vqa", **SHORT_ANSWER,
          official_records=12_578),
-    Task("vsr", "VSR", "vsr", "test", True, RANK, "accuracy", "answer_index", candidates=VERBALISERS),
-    Task("iconqa", "IconQA", "iconqa", "test", True, RANK, "accuracy", "answer_index", candidates=CHOICES),
-    Task("textvqa", "TextVQA", "textvqa", "validation", True, GENERATE, "vqa_accuracy", "answers", **SHORT_ANSWER),
-    Task("visdial", "Visdial", "visdial", "validation", True, RANK, "mrr", "answer_index", candidates=CHOICES),
-    Task("hateful_memes", "HM", "hateful_memes", "validation", True, RANK, "roc_auc", "answer_index",
+    Task("vsr", "VSR", "vsr", "test", RANK, "accuracy", "answer_index", candidates=VERBALISERS),
+    Task("iconqa", "IconQA", "iconqa", "test", RANK, "accuracy", "answer_index", candidates=CHOICES),
+    Task("textvqa", "TextVQA", "textvqa", "validation", GENERATE, "vqa_accuracy", "answers", **SHORT_ANSWER),
+    Task("visdial", "Visdial", "visdial", "validation", RANK, "mrr", "answer_index", candidates=CHOICES),
+    Task("hateful_memes", "HM", "hateful_memes", "validation", RANK, "roc_auc", "answer_index",
          candidates=VERBALISERS),
     # the paper reports VizWiz test-dev (evaluation server); val is the split with public answers
-    Task("vizwiz", "VizWiz", "vizwiz", "validation", True, GENERATE, "vqa_accuracy", "answers", **SHORT_ANSWER),
-    Task("scienceqa", "SciQA", "scienceqa", "test", True, RANK, "accuracy", "answer_index", candidates=CHOICES),
-    Task("msvd_qa", "MSVD", "msvd_qa", "test", True, RANK, "accuracy", "answer_index", candidates=CHOICES,
+    Task("vizwiz", "VizWiz", "vizwiz", "validation", GENERATE, "vqa_accuracy", "answers", **SHORT_ANSWER),
+    Task("scienceqa", "SciQA", "scienceqa", "test", RANK, "accuracy", "answer_index", candidates=CHOICES),
+    Task("msvd_qa", "MSVD", "msvd_qa", "test", RANK, "accuracy", "answer_index", candidates=CHOICES,
          candidate_batch_size=128),
-    Task("msrvtt_qa", "MSRVTT", "msrvtt_qa", "test", True, RANK, "accuracy", "answer_index", candidates=CHOICES,
+    Task("msrvtt_qa", "MSRVTT", "msrvtt_qa", "test", RANK, "accuracy", "answer_index", candidates=CHOICES,
          candidate_batch_size=128),
-    Task("ivqa", "iVQA", "ivqa", "test", True, GENERATE, "ivqa_accuracy", "answers", normalize="vqa", **SHORT_ANSWER),
+    Task("ivqa", "iVQA", "ivqa", "test", GENERATE, "ivqa_accuracy", "answers", normalize="vqa", **SHORT_ANSWER),
     # held-in validation splits (checkpoint selection); fixed prompts replace the records' random templates
-    Task("coco_caption", "COCO Caption", "coco_caption", "validation", False, GENERATE, "cider", "answers",
+    Task("coco_caption", "COCO Caption", "coco_caption", "validation", GENERATE, "cider", "answers",
          prompt=CAPTION_PROMPT, **CAPTIONING),
-    Task("textcaps", "TextCaps", "textcaps", "validation", False, GENERATE, "cider", "answers",
+    Task("textcaps", "TextCaps", "textcaps", "validation", GENERATE, "cider", "answers",
          prompt=TEXTCAPS_PROMPT, prompt_fields=("ocr_tokens",), **CAPTIONING),
-    Task("vqav2", "VQAv2", "vqav2", "validation", False, GENERATE, "vqa_accuracy", "answers",
+    Task("vqav2", "VQAv2", "vqav2", "validation", GENERATE, "vqa_accuracy", "answers",
          prompt=SHORT_ANSWER_PROMPT, prompt_fields=QUESTION, **SHORT_ANSWER),
-    Task("okvqa", "OK-VQA", "okvqa", "validation", False, GENERATE, "vqa_accuracy", "answers",
+    Task("okvqa", "OK-VQA", "okvqa", "validation", GENERATE, "vqa_accuracy", "answers",
          prompt=SHORT_ANSWER_PROMPT, prompt_fields=QUESTION, **SHORT_ANSWER),
-    Task("aokvqa_mc", "A-OKVQA MC", "aokvqa", "validation", False, RANK, "aokvqa", "answer_index",
+    Task("aokvqa_mc", "A-OKVQA MC", "aokvqa", "validation", RANK, "aokvqa", "answer_index",
          prompt=ICONQA_PROMPT, prompt_fields=("question", "choices"), candidates=CHOICES),
-    Task("aokvqa_da", "A-OKVQA DA", "aokvqa", "validation", False, GENERATE, "aokvqa", "answers",
+    Task("aokvqa_da", "A-OKVQA DA", "aokvqa", "validation", GENERATE, "aokvqa", "answers",
          prompt=SHORT_ANSWER_PROMPT, prompt_fields=QUESTION, **SHORT_ANSWER),
-    Task("ocrvqa", "OCR-VQA", "ocrvqa", "validation", False, GENERATE, "accuracy", "target", normalize="vqa",
+    Task("ocrvqa", "OCR-VQA", "ocrvqa", "validation", GENERATE, "accuracy", "target", normalize="vqa",
          prompt=SHORT_ANSWER_PROMPT, prompt_fields=QUESTION, **SHORT_ANSWER),
 ]}
 # fmt: on

@@ -169,6 +169,19 @@ def test_task_table_has_table1_and_the_paper_settings():
     assert TASKS["vsr"].candidates == TASKS["hateful_memes"].candidates == "verbalisers"
 
 
+def test_a_tasks_held_out_flag_is_the_registrys_role_not_a_field_of_its_own():
+    from dataset_builders import DATASETS
+    from evaluation.tasks import Task
+
+    assert "held_out" not in {f.name for f in dataclasses.fields(Task)}  # stated in dataset_builders.DATASETS only
+    for task in TASKS.values():
+        assert task.held_out == (DATASETS[task.dataset].role == "held_out"), task.name
+    with pytest.raises(ValueError, match="no settable field 'held_out'"):
+        apply_overrides(select_tasks("gqa"), ["gqa.held_out=false"])
+    moved = apply_overrides(select_tasks("vqav2"), ["vqav2.dataset=vizwiz"])[0]  # the flag follows the dataset
+    assert moved.held_out and not TASKS["vqav2"].held_out
+
+
 def test_generate_kwargs_follow_lavis_per_llm():
     vqa, caption = TASKS["gqa"], TASKS["nocaps"]
     # Vicuna: LAVIS's max_length 10 / min_length 1 under transformers 4.33 counted a seeded BOS: 9 new
