@@ -21,7 +21,9 @@ from modeling_instructblip.convert import (
 from modeling_instructblip.processing_instructblip import InstructBlipProcessor
 
 
-# LAVIS name -> ours, written from REFERENCE section 2 (independently of the converter's code)
+# LAVIS name -> ours, written from the modules' names in LAVIS (lavis/models/eva_vit.py, lavis/models/blip2_models/
+# blip2_{vicuna,t5}_instruct.py) and in transformers' models/instructblip/modeling_instructblip.py (independently of
+# the converter's code)
 KEY_TABLE = [
     ("query_tokens", "query_tokens"),
     ("ln_vision.weight", "vision_model.post_layernorm.weight"),
