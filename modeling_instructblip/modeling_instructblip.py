@@ -209,17 +209,11 @@ class InstructBlipMLP(nn.Module):
     def __init__(self, config: InstructBlipVisionConfig):
         super().__init__()
         self.activation_fn = ACT2FN[config.hidden_act]
-        self.exact_gelu = config.hidden_act == "gelu"
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.fc1(hidden_states)
-        if self.exact_gelu and not hidden_states.requires_grad and not self.fc1._forward_hooks:
-            # the frozen tower: nothing keeps fc1's output, so the activation overwrites it in place
-            # (no second [tokens x intermediate] buffer to allocate and fault in)
-            return self.fc2(torch.ops.aten.gelu_(hidden_states))
-        return self.fc2(self.activation_fn(hidden_states))
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
 
 
 class InstructBlipEncoderLayer(GradientCheckpointingLayer):
