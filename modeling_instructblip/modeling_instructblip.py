@@ -886,10 +886,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if input_ids is not None:
             mask = input_ids == self.config.image_token_index
-        else:
-            image_embedding = self.get_input_embeddings()(
-                torch.tensor(self.config.image_token_index, device=inputs_embeds.device)
-            )
+        else:  # the placeholder's embedding marks the positions
+            image_embedding = self.get_input_embeddings()(torch.tensor(self.config.image_token_index, device=inputs_embeds.device))
             mask = (inputs_embeds == image_embedding).all(-1)
         found, expected = mask.sum(-1), language_model_inputs.shape[1]
         samples = language_model_inputs.shape[0]
@@ -977,10 +975,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "position_ids that restart at each sample (InstructBlipCollator(pack=True) builds them)"
                 )
             if attention_mask is not None:
-                _require(
-                    attention_mask.all(),
-                    lambda compiled: "packed rows hold no padding: pass attention_mask=None (or all ones)",
-                )
+                no_padding = "packed rows hold no padding: pass attention_mask=None (or all ones)"
+                _require(attention_mask.all(), lambda compiled: no_padding)
             attention_mask = None
         elif attention_mask is None:
             attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
@@ -1136,19 +1132,16 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         input_ids, attention_mask = inputs.get("input_ids"), inputs["attention_mask"]
         if copies == 1 or input_ids is None or input_ids.shape[1] < 2 or model_kwargs.get("past_key_values") is not None:
             return None
-        if generation_config.cache_implementation not in (None, "dynamic") or not self._lm_keeps_logits():
-            return None
-        if generation_config.output_hidden_states or generation_config.output_attentions:
+        if generation_config.cache_implementation not in (None, "dynamic") or not self._lm_keeps_logits() or (
+            generation_config.output_hidden_states or generation_config.output_attentions
+        ):
             return None
         if bool((input_ids[:, -1] == self.config.image_token_index).any()):  # generate re-embeds the last token
             return None
         positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)  # as generate numbers them
         prefix = self.language_model(
-            inputs_embeds=inputs["inputs_embeds"][:, :-1],
-            attention_mask=attention_mask[:, :-1],
-            position_ids=positions[:, :-1],
-            use_cache=True,
-            logits_to_keep=1,
+            inputs_embeds=inputs["inputs_embeds"][:, :-1], attention_mask=attention_mask[:, :-1],
+            position_ids=positions[:, :-1], use_cache=True, logits_to_keep=1,
         )
         cache = prefix.past_key_values
         if not hasattr(cache, "batch_repeat_interleave"):
@@ -1199,10 +1192,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             )
         candidate_input_ids = candidate_input_ids.to(inputs_embeds.device)
         candidate_attention_mask = candidate_attention_mask.to(inputs_embeds.device)
-        if self.config.use_decoder_only_language_model:
-            scorer = self._score_candidates_decoder_only
-        else:
-            scorer = self._score_candidates_encoder_decoder
+        decoder_only = self.config.use_decoder_only_language_model
+        scorer = self._score_candidates_decoder_only if decoder_only else self._score_candidates_encoder_decoder
         sums = scorer(inputs_embeds, attention_mask, candidate_input_ids, candidate_attention_mask, candidate_batch_size)
         num_tokens = candidate_attention_mask.sum(-1)
         sums = sums.masked_fill(num_tokens == 0, float("-inf"))
