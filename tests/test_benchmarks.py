@@ -45,11 +45,16 @@ def test_layer_clock_adds_the_missing_layers_at_their_measured_cost():
     model, _ = bench.build_pair("llama", bench.SMOKE)
     inputs = bench.make_inputs(model.config, 1, 4, 2, bench.SMOKE["vision"]["image_size"], torch.Generator().manual_seed(0))
     clock = bench.LayerClock(bench.for_training(model)).run(bench.training_step(model, inputs), passes=2)
-    assert clock.passes == 2 and set(clock.groups) == {"vision", "qformer", "llama"}
+    assert len(clock.passes) == 2 and set(clock.groups) == {"vision", "qformer", "llama"}
     assert all(clock.per_layer(group) > 0 for group in clock.groups)
+    assert not any(layer._forward_hooks or layer._backward_hooks for layers in clock.groups.values() for layer in layers)
     built = {group: len(layers) for group, layers in clock.groups.items()}
     expected = 1.0 + sum((bench.REAL_LAYERS[g] - built[g]) * clock.per_layer(g) for g in built)
     assert clock.at_real_size(1.0) == pytest.approx(expected)
+    # a tower whose cost another measurement gives (`shared` in timed_at_real_size) takes that figure
+    pooled = dict(llama=0.5)
+    expected += (bench.REAL_LAYERS["llama"] - built["llama"]) * (0.5 - clock.per_layer("llama"))
+    assert clock.at_real_size(1.0, pooled) == pytest.approx(expected)
 
 
 @pytest.mark.slow
