@@ -49,7 +49,9 @@ test: system-deps $(STAMP)
 test-fast: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider -m "not slow"
 
-# Speed and memory against transformers' InstructBLIP, timed alternately; writes BENCHMARKS.md. Section
+# Speed against transformers' InstructBLIP at the paper's widths (ViT-g, Q-Former, Vicuna-7B, FlanT5-XL; a
+# few layers of each, with estimates at the real layer counts; about 10 minutes on 2 cores), timed
+# alternately; writes BENCHMARKS.md. Section
 # "serving at real size" (bench_serving.py: ViT-g + Q-Former + FlanT5-XL, random weights; about 24 GB of
 # disk under /tmp, up to 16 GB of memory per model process, about an hour) takes the heavy-job lock.
 bench: $(STAMP)
