@@ -3,7 +3,6 @@ behaviours training and evaluation rely on: video, candidate ranking, freezing, 
 
 import pytest
 import torch
-import torch.nn.functional as F
 from tests.helpers import NUM_QUERY_TOKENS, randomize_
 
 from modeling_instructblip import InstructBlipConfig, InstructBlipForConditionalGeneration, tiny
