@@ -54,6 +54,8 @@ VARIANTS = {
     "ours bf16": ("ours", "bf16", None),
     "ours int8 (torchao, LLM; rest bf16)": ("ours", "bf16", "int8"),
     "ours 4-bit NF4 (bitsandbytes CPU, LLM; rest bf16)": ("ours", "bf16", "nf4"),
+    # the int8 model saved with save_pretrained and loaded as it is: what a published int8 checkpoint gives
+    "ours int8, saved int8 checkpoint": ("ours", "int8", None),
 }
 REFERENCE = "transformers fp32"
 FLAN_T5_XL = dict(
@@ -272,17 +274,22 @@ def run(args) -> list[dict]:
     write_weights(weights, reference_config(args.vision_layers, args.text_layers))
     print(f"weights ready in {time.perf_counter() - started:.0f} s under {weights}", flush=True)
     variants = [v for v in VARIANTS if v not in args.skip]
+    if any(VARIANTS[v][1] == "int8" for v in variants) and not (weights / "int8" / "config.json").exists():
+        # the saved int8 checkpoint, made once from the bf16 weights in a process of its own
+        subprocess.run([sys.executable, __file__, "--save-int8", "--weights", str(weights)], check=True, timeout=args.timeout)
+    run_id = time.strftime("%Y%m%dT%H%M%S")
     runs = []
     for repeat in range(args.repeats):
         for variant in variants if repeat % 2 == 0 else variants[::-1]:
-            command = [sys.executable, __file__, "--worker", variant, "--weights", str(weights), "--image", args.image]
+            command = [sys.executable, __file__, "--worker", variant, "--weights", str(weights), "--image", args.image,
+                       "--run-id", run_id, "--repeat", str(repeat)]
             done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             if done.returncode != 0 or not lines:
                 print(f"{variant}: failed (exit {done.returncode})\n{done.stderr[-3000:]}", flush=True)
                 runs.append({"variant": variant, "repeat": repeat, "failed": done.stderr.strip().splitlines()[-1:]})
                 continue
-            result = json.loads(lines[-1]) | {"repeat": repeat}
+            result = json.loads(lines[-1])
             runs.append(result)
             print(f"[{repeat}] {variant}: load {result['load_s']:.0f} s, "
                   + ", ".join(f"{p} {s:.1f} s" for p, s in result["latency_s"].items())
@@ -297,9 +304,14 @@ def _spread(values) -> str:
     return f"{median:.2f}" if len(values) == 1 else f"{median:.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
+def _pair(run: dict) -> tuple:
+    """Which reference run a run is compared with: the one of the same invocation and repeat."""
+    return run.get("run_id"), run.get("repeat", 0)
+
+
 def table(runs: list[dict], args) -> str:
     ok = [r for r in runs if "failed" not in r]
-    reference = {r["repeat"]: r for r in ok if r["variant"] == REFERENCE}
+    reference = {_pair(r): r for r in ok if r["variant"] == REFERENCE}
     lines = [
         "| model | " + " | ".join(f"{p} s/answer" for p in PROMPTS) + " | "
         + " | ".join(f"{p} × ref" for p in PROMPTS)
@@ -315,7 +327,7 @@ def table(runs: list[dict], args) -> str:
             continue
         cells = [variant]
         cells += [_spread([t for r in mine for t in r.get("all_latencies_s", {}).get(p, [r["latency_s"][p]])]) for p in PROMPTS]
-        paired = [(r, reference[r["repeat"]]) for r in mine if r["repeat"] in reference]
+        paired = [(r, reference[_pair(r)]) for r in mine if _pair(r) in reference]
         cells += [_spread([r["latency_s"][p] / ref["latency_s"][p] for r, ref in paired]) for p in PROMPTS]
         for key in ("peak_rss_mib", "peak_anon_mib"):
             cells.append(_spread([r[key] / 1024 for r in mine]))
@@ -361,16 +373,26 @@ def main(argv=None):
     parser.add_argument("--skip", nargs="*", default=[], help="variant names to leave out")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per variant process")
     parser.add_argument("--output", help="write the section into this markdown file (BENCHMARKS.md)")
+    parser.add_argument("--table-from", help="only print (and --output) the table of the runs in this runs.jsonl")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--run-id", help=argparse.SUPPRESS)
+    parser.add_argument("--save-int8", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.save_int8:
+        _load("ours int8 (torchao, LLM; rest bf16)", Path(args.weights)).save_pretrained(Path(args.weights) / "int8")
+        return None
     if args.worker:
-        result = json.dumps(worker(args.worker, Path(args.weights), args.image))
+        result = json.dumps(worker(args.worker, Path(args.weights), args.image) | {"run_id": args.run_id, "repeat": args.repeat})
         with open(Path(args.weights) / "runs.jsonl", "a") as log:  # every run kept, even if the parent stops
             log.write(result + "\n")
         print(result, flush=True)
         return None
-    runs = run(args)
-    Path(args.weights, "last_runs.json").write_text(json.dumps(runs))
+    if args.table_from:
+        runs = [json.loads(line) for line in Path(args.table_from).read_text().splitlines() if line.strip()]
+    else:
+        runs = run(args)
+        Path(args.weights, "last_runs.json").write_text(json.dumps(runs))
     section = table(runs, args)
     print(section)
     if args.output:
