@@ -6,7 +6,7 @@ find this file instead of the library. Two guards keep both reachable:
 - run as a script, this file takes its own folder off `sys.path` before importing anything else;
 - imported under the name `evaluate` (someone asked for the library and found this file first),
   it replaces itself in `sys.modules` with the library, which the importer then receives.
-Tests import this script under another name (see tests/test_evaluate_shadowing.py).
+Tests import this script under another name (see tests/evaluation/test_evaluate_shadowing.py).
 """
 
 import sys

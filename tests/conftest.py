@@ -30,12 +30,14 @@ def bert_tokenizer():
 # ---- LLM tokenizers with the `<image>` placeholder, tiny models, transformers references ----------
 
 import torch  # noqa: E402
+
 from tests.helpers import randomize_, with_image_token  # noqa: E402
+
+
 @pytest.fixture(scope="session")
 def llm_tokenizers(llama_tokenizer, t5_tokenizer):
     """{"llama": ..., "t5": ...}, each with `<image>` added (copies: tests must not mutate them)."""
     return {"llama": with_image_token(llama_tokenizer), "t5": with_image_token(t5_tokenizer)}
-
 
 
 @pytest.fixture(scope="session")
@@ -74,11 +76,48 @@ def reference_pair(llm_tokenizers, tmp_path_factory):
     return build
 
 
-@pytest.fixture(scope="module")
+# ---- the sample corpus and train.py runs several test files share: built once per process -------------
+
+
+@pytest.fixture(scope="session")
 def held_in_corpus(tmp_path_factory):
-    """The bundled sample corpus (24 images, its held-in datasets) and a builder cache, per test module."""
+    """The bundled sample corpus (24 images; its held-in datasets, GQA left out) and a builder cache:
+    {"data_dirs": {name: folder}, "cache": folder, "root": the raw corpus folder}. Shared: copy a
+    folder before damaging anything in it."""
     from dataset_builders.sample_data import write_sample_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     dirs = write_sample_corpus(str(root / "raw"), num_images=24)
-    return {"data_dirs": {name: folder for name, folder in dirs.items() if name != "gqa"}, "cache": str(root / "cache")}
+    return {"data_dirs": {name: folder for name, folder in dirs.items() if name != "gqa"},
+            "cache": str(root / "cache"), "root": str(root / "raw")}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A dropout-free tiny model saved as a checkpoint (helpers.save_tiny_checkpoint): runs in separate
+    processes start from it."""
+    from tests.helpers import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_checkpoint"))
+
+
+@pytest.fixture(scope="session")
+def reference_run(held_in_corpus, tiny_checkpoint, tmp_path_factory):
+    """One uninterrupted single-process run (global batch 4, 6 steps, checkpoints every 2) with probes
+    (tests/training/train_fixtures.py): <root>/out holds its checkpoints and weights, <root>/probe its draws and
+    per-step weight digests. Resumed, distributed and interrupted runs must end as it does."""
+    from tests.helpers import launch_train, small_run_args
+
+    root = tmp_path_factory.mktemp("reference")
+    launch_train(small_run_args(held_in_corpus, root / "out", tiny_checkpoint), root / "probe")
+    return root
+
+
+@pytest.fixture(scope="session")
+def stream_reference_run(held_in_corpus, tiny_checkpoint, tmp_path_factory):
+    """`reference_run` reading the data as a stream."""
+    from tests.helpers import STREAM_ARGS, launch_train, small_run_args
+
+    root = tmp_path_factory.mktemp("stream_reference")
+    launch_train(small_run_args(held_in_corpus, root / "out", tiny_checkpoint, **STREAM_ARGS), root / "probe")
+    return root

@@ -29,8 +29,10 @@ from dataset_builders import get_builder  # noqa: E402
 from dataset_builders._base import RecordError, check_items, field, list_field  # noqa: E402
 from dataset_builders.schema import FEATURES  # noqa: E402
 from tests.test_space import app, ask, client, url  # noqa: E402,F401  (app, client, url: fixtures)
-from tests.test_train import _final_weights, _launch, small_run_args, train_script  # noqa: E402
-from tests.test_train import corpus, reference_run, tiny_checkpoint  # noqa: E402,F401  (fixtures)
+from tests.helpers import final_weights, launch_train, small_run_args  # noqa: E402
+from tests.training.train_fixtures import load_train_script  # noqa: E402
+
+train_script = load_train_script()
 
 # ---------------------------------------------------------------------------------------------
 # data: junk in, a record or a RecordError out
@@ -191,7 +193,7 @@ def one_thread():
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the launched runs (tests/train_fixtures.py), for equal weights
+    torch.set_num_threads(1)  # as the launched runs (tests/training/train_fixtures.py), for equal weights
     yield
     torch.set_num_threads(threads)
 
@@ -199,7 +201,7 @@ def one_thread():
 @pytest.mark.slow
 @pytest.mark.parametrize("failing_file", ["optimizer.pt", "trainer_state.json"])
 def test_a_full_disk_during_a_save_fails_the_run_and_resume_uses_the_previous_checkpoint(
-    corpus, tiny_checkpoint, reference_run, tmp_path, monkeypatch, one_thread, failing_file
+    held_in_corpus, tiny_checkpoint, reference_run, tmp_path, monkeypatch, one_thread, failing_file
 ):
     import io
 
@@ -225,7 +227,7 @@ def test_a_full_disk_during_a_save_fails_the_run_and_resume_uses_the_previous_ch
     monkeypatch.setattr(torch, "save", full_torch_save)
     monkeypatch.setattr(TrainerState, "save_to_json", full_save_to_json)
     with pytest.raises(OSError) as caught:
-        train_script.main(small_run_args(corpus, output, tiny_checkpoint))
+        train_script.main(small_run_args(held_in_corpus, output, tiny_checkpoint))
     assert caught.value.errno == errno.ENOSPC and failing_file in str(caught.value)
     assert failing.exists() and not (output / "model.safetensors").exists()  # stopped there, half-written
 
@@ -233,13 +235,13 @@ def test_a_full_disk_during_a_save_fails_the_run_and_resume_uses_the_previous_ch
     assert train_script.last_complete_checkpoint(str(output)) == str(output / "checkpoint-2")
     state = json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
-    intact, expected = _final_weights(output / "checkpoint-2"), _final_weights(reference_run / "out" / "checkpoint-2")
+    intact, expected = final_weights(output / "checkpoint-2"), final_weights(reference_run / "out" / "checkpoint-2")
     assert intact.keys() == expected.keys() and all(torch.equal(intact[k], expected[k]) for k in expected)
     assert torch.load(output / "checkpoint-2" / "optimizer.pt", weights_only=True)["state"]
 
     monkeypatch.undo()  # the disk has room again
-    train_script.main(small_run_args(corpus, output, tiny_checkpoint, resume_from_checkpoint="latest"))
-    expected, resumed = _final_weights(reference_run / "out"), _final_weights(output)
+    train_script.main(small_run_args(held_in_corpus, output, tiny_checkpoint, resume_from_checkpoint="latest"))
+    expected, resumed = final_weights(reference_run / "out"), final_weights(output)
     for name, value in expected.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
 
@@ -285,16 +287,16 @@ def _kill_when(process, ready, what, timeout=240):
 
 @pytest.mark.slow
 def test_killed_between_steps_and_during_a_save_resumes_to_the_same_weights(
-    corpus, tiny_checkpoint, reference_run, tmp_path
+    held_in_corpus, tiny_checkpoint, reference_run, tmp_path
 ):
     import torch
 
     output, probe = tmp_path / "out", tmp_path / "probe"
-    args = small_run_args(corpus, output, tiny_checkpoint)
-    resume = small_run_args(corpus, output, tiny_checkpoint, resume_from_checkpoint="latest")
+    args = small_run_args(held_in_corpus, output, tiny_checkpoint)
+    resume = small_run_args(held_in_corpus, output, tiny_checkpoint, resume_from_checkpoint="latest")
 
     # 1. killed in the middle of step 3 (the step sleep leaves time), after checkpoint-2 was saved
-    process = _launch(args, probe, {"TRAIN_STEP_SLEEP": "1.5"}, background=True)
+    process = launch_train(args, probe, {"TRAIN_STEP_SLEEP": "1.5"}, background=True)
     _kill_when(process, lambda: (output / "checkpoint-2" / "trainer_state.json").exists(), "checkpoint-2")
     assert train_script.last_complete_checkpoint(str(output)) == str(output / "checkpoint-2")
 
@@ -305,15 +307,15 @@ def test_killed_between_steps_and_during_a_save_resumes_to_the_same_weights(
     marker = tmp_path / "hanging"
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
            "HANG_IN_SAVE": str(output / "checkpoint-4"), "HANG_MARKER": str(marker)}
-    process = _launch(resume, probe, env, background=True)
+    process = launch_train(resume, probe, env, background=True)
     _kill_when(process, marker.exists, "the hanging save of checkpoint-4")
     assert (output / "checkpoint-4" / "trainer_state.json").exists()  # torn
     assert train_script.last_complete_checkpoint(str(output)) == str(output / "checkpoint-2")
     assert not (output / "model.safetensors").exists()
 
     # 3. resumed again: runs to the end, with the weights of the run that was never interrupted
-    _launch(resume, probe)
-    expected, resumed = _final_weights(reference_run / "out"), _final_weights(output)
+    launch_train(resume, probe)
+    expected, resumed = final_weights(reference_run / "out"), final_weights(output)
     for name, value in expected.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
 

@@ -27,7 +27,7 @@ from dataset_builders.user_files import file_source_name, file_sources, hub_sour
 from tests.dataset_builders.fixtures_heldout import write_image, write_json, write_jsonl
 from training.data import InstructBlipCollator, InstructionDataset, load_training_mixture, load_validation_set
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONVERSATION = [
     {"from": "human", "value": "<image>\nWhat is the man holding?"}, {"from": "gpt", "value": "A red umbrella."},
     {"from": "human", "value": "Why would he carry it?"}, {"from": "gpt", "value": "It is raining."},
@@ -367,12 +367,13 @@ def test_train_py_reads_a_hub_dataset_by_name_and_reports_its_sources(published,
     own = tmp_path / "own"
     write_image(str(own / "a.png"))
     write_jsonl(str(own / "notes.jsonl"), [{"image": "a.png", "instruction": "Q?", "answer": "A"}, "{not json"])
-    from tests.test_train import small_run_args, train_script
+    from tests.helpers import small_run_args, train_script
 
+    train = train_script()
     argv = small_run_args({"data_dirs": {}, "cache": str(tmp_path / "cache")}, tmp_path / "out", max_steps=2,
                           save_strategy="no", eval_strategy="steps", eval_steps=2, max_eval_samples=4)
     argv = [a for a in argv if a not in ("--data_dirs", "{}")]
-    results = train_script.main(argv + ["--dataset_name", "our-org/instructblip-data", "--dataset_config_name",
+    results = train.main(argv + ["--dataset_name", "our-org/instructblip-data", "--dataset_config_name",
                                         "coco_caption,vqav2", "--train_file", str(own / "notes.jsonl")])
     at_build = results["data"]["at build"]
     assert set(at_build) == {"coco_caption", "vqav2", "notes", "coco_caption (validation)", "vqav2 (validation)"}

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARY_CHECK = "import evaluate; assert hasattr(evaluate, 'load'), evaluate.__file__; print(evaluate.__file__)"
 
 

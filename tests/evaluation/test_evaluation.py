@@ -8,7 +8,6 @@ import importlib.util
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +31,10 @@ from evaluation.tasks import (
 from metrics.cider.cider import cider
 from modeling_instructblip import tiny
 from tests.dataset_builders import fixtures_heldout
-from tests.dataset_builders.conftest import RawData
+from tests.dataset_builders.raw_data import RawData
+from tests.helpers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The first record's prompt of each held-out task on the fixtures: the paper's zero-shot prompts.
 FIRST_PROMPTS = {
@@ -185,7 +185,7 @@ def test_a_tasks_held_out_flag_is_the_registrys_role_not_a_field_of_its_own():
 def test_generate_kwargs_follow_lavis_per_llm():
     vqa, caption = TASKS["gqa"], TASKS["nocaps"]
     # Vicuna: LAVIS's max_length 10 / min_length 1 under transformers 4.33 counted a seeded BOS: 9 new
-    # tokens at most, none at least (tests/test_lavis_reference.py checks the ids against LAVIS's)
+    # tokens at most, none at least (tests/modeling_instructblip/test_lavis_reference.py checks the ids against LAVIS's)
     assert generate_kwargs(vqa, is_encoder_decoder=False) == dict(
         do_sample=False, num_beams=5, max_new_tokens=9, min_new_tokens=0, repetition_penalty=1.5, length_penalty=0.0)
     assert generate_kwargs(vqa, is_encoder_decoder=True) == dict(
@@ -552,12 +552,6 @@ def test_resume_after_interruption_gives_the_uninterrupted_metrics(name, load, d
 # -- two processes -----------------------------------------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_give_the_single_process_results(model_folder, load, data_dir, cache_dir, tmp_path):
     tasks = "gqa,visdial,msvd_qa,hateful_memes"
@@ -569,7 +563,7 @@ def test_two_processes_give_the_single_process_results(model_folder, load, data_
                HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(_free_port()), str(ROOT / "evaluate.py"),
+               "--main_process_port", str(free_port()), str(ROOT / "evaluate.py"),
                "--model", model_folder("llama"), "--data_dir", data_dir, "--tasks", tasks, "--batch_size", "1",
                "--output_dir", str(tmp_path / "two"), "--cache_dir", cache_dir, "--model_name", "tiny"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)

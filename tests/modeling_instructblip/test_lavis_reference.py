@@ -23,9 +23,8 @@ from safetensors.torch import load_file
 from modeling_instructblip import InstructBlipForConditionalGeneration
 from modeling_instructblip.convert import convert
 from modeling_instructblip.processing_instructblip import InstructBlipProcessor
-
-
-DATA = Path(__file__).parent / "data" / "lavis"
+from tests.helpers import LAVIS_DATA as DATA
+from tests.helpers import loss_inputs
 KINDS = ["vicuna", "t5"]
 PREFIX = {"vicuna": "llm_model.", "t5": "t5_model."}
 LOGITS_ATOL = 1e-4
@@ -80,38 +79,6 @@ def converted(tmp_path_factory):
         return cache[kind]
 
     return get
-
-
-def real_ids(ids, mask):
-    return [int(t) for t, m in zip(ids.tolist(), mask.tolist()) if m]
-
-
-def loss_inputs(kind, case, processor, model, images):
-    """The batch LAVIS's `forward` built (its tokenizer calls, its padding), in our model's inputs."""
-    qformer, prompt, output = case["tokenizer_calls"]
-    call = case["llm_call"]
-    pixel_values = torch.cat([images[i] for i in case["sample_idx"]])
-    image = [model.config.image_token_index] * model.config.num_query_tokens
-    inputs = dict(
-        pixel_values=pixel_values, qformer_input_ids=qformer["input_ids"], qformer_attention_mask=qformer["attention_mask"]
-    )
-    if kind == "vicuna":  # LAVIS: [visual ; prompt's real tokens ; answer without its BOS ; padding]
-        pad = processor.tokenizer.pad_token_id
-        width = call["attention_mask"].shape[1]
-        rows = []
-        for row in range(len(case["sample_idx"])):
-            ids = image + real_ids(prompt["input_ids"][row], prompt["attention_mask"][row])
-            ids += real_ids(output["input_ids"][row][1:], output["attention_mask"][row][1:])
-            rows.append(ids + [pad] * (width - len(ids)))
-        inputs.update(input_ids=torch.tensor(rows), attention_mask=call["attention_mask"], labels=call["labels"])
-        supervised = call["labels"] != -100
-        assert torch.equal(inputs["input_ids"][supervised], call["labels"][supervised])  # the same layout
-    else:  # FlanT5: the encoder reads [visual ; prompt], the decoder is trained on the answer
-        batch = len(case["sample_idx"])
-        ids = torch.cat([torch.tensor([image] * batch), prompt["input_ids"]], dim=1)
-        inputs.update(input_ids=ids, attention_mask=call["attention_mask"], labels=call["labels"],
-                      decoder_attention_mask=call["decoder_attention_mask"])
-    return inputs
 
 
 @pytest.mark.parametrize("kind", KINDS)

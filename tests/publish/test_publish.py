@@ -18,7 +18,7 @@ from publish.model_repo import files_to_upload
 from tests.hub_stub import TOKEN, hub  # noqa: F401  (hub: the stand-in Hub fixture)
 from tests.test_hub_loading import test_loads_by_repo_id_from_an_offline_hub_cache as load_by_repo_id_offline
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPO = "our-org/instructblip-tiny"
 
 

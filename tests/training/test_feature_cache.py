@@ -3,7 +3,6 @@ each distinct image once; it refuses another tower's folder; the processor and t
 cached features in place of images; and a run from cached features trains to the weights of the
 same run from images (without augmentation)."""
 
-import io
 import json
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from training import modeling  # noqa: E402
@@ -121,8 +120,9 @@ def test_processor_and_collator_take_cached_features_in_place_of_images(tiny, tm
 def test_a_run_from_cached_features_trains_to_the_run_from_images(held_in_corpus, tmp_path):
     """train.py --vision_feature_cache (no augmentation) ends with the weights of the same run that
     decodes images and runs the frozen tower every step; the card and data report say so."""
-    from tests.test_train import runs_end_alike, small_run_args, train_script
+    from tests.helpers import runs_end_alike, small_run_args, train_script
 
+    train = train_script()
     runs = runs_end_alike(
         held_in_corpus, tmp_path, {"images": {}, "cached": {"vision_feature_cache": str(tmp_path / "features")}},
         train_augmentation="false", save_strategy="no",
@@ -133,4 +133,4 @@ def test_a_run_from_cached_features_trains_to_the_run_from_images(held_in_corpus
     assert "cached vision features" in (tmp_path / "cached" / "README.md").read_text()
 
     with pytest.raises(ValueError, match="train_augmentation false"):
-        train_script.parse_args(small_run_args(held_in_corpus, tmp_path / "x", vision_feature_cache=str(tmp_path / "f")))
+        train.parse_args(small_run_args(held_in_corpus, tmp_path / "x", vision_feature_cache=str(tmp_path / "f")))

@@ -28,10 +28,10 @@ from modeling_instructblip.convert import (
     convert_vision_state_dict,
     infer_architecture,
 )
-from tests.test_lavis_reference import loss_inputs
+from tests.helpers import LAVIS_DATA as DATA
+from tests.helpers import loss_inputs
 from training.modeling import QFORMER_TEXT_ONLY
 
-DATA = Path(__file__).parent / "data" / "lavis"
 BLIP2_DATA = DATA / "blip2"
 BERT = BLIP2_DATA / "bert"  # bert-base-uncased's stand-in: LAVIS's init_Qformer loaded it (tokenizer included)
 LLM = {"t5": DATA / "t5" / "llm", "vicuna": DATA / "vicuna" / "llm", "opt": BLIP2_DATA / "opt"}

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.helpers import STREAM_SIZES, runs_end_alike  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import InstructBlipCollator, pack_batch  # noqa: E402
 
@@ -34,22 +35,18 @@ def test_pack_batch_concatenates_the_real_tokens_and_restarts_positions():
 
 
 def test_a_packed_run_trains_to_the_padded_runs_weights(held_in_corpus, tmp_path):
-    from tests.test_train import runs_end_alike
-
     runs_end_alike(held_in_corpus, tmp_path, {"padded": {}, "packed": {"packing": "true"}}, save_strategy="no")
 
 
-def test_packing_with_streaming_and_cached_features(held_in_corpus, tmp_path):
+def test_packing_with_streaming_and_cached_features_trains_as_the_plain_streamed_run(held_in_corpus, tmp_path):
     """The three data paths together: a streamed mixture, cached vision features, packed batches
-    (accelerate must not slice packed batches along input_ids' rows)."""
-    import json
-
-    from tests.test_train import small_run_args, train_script
-
-    results = train_script.main(small_run_args(
-        held_in_corpus, tmp_path / "out", streaming="true", max_steps=3, save_strategy="no", packing="true",
-        dataset_sizes=json.dumps({"coco_caption": 120, "vqav2": 80, "vqav2_qg": 80}), train_augmentation="false",
-        vision_feature_cache=str(tmp_path / "features"),
-    ))
-    assert results["data"]["vision feature cache"]["computed"] > 0
-    assert results["train"]["train_loss"] > 0 and results["train"]["skipped_records"] == 0
+    (accelerate must not slice packed batches along input_ids' rows) end with the weights of the streamed
+    run with padded batches that decodes every image."""
+    runs = runs_end_alike(
+        held_in_corpus, tmp_path,
+        {"plain": {}, "packed_cached": {"packing": "true", "vision_feature_cache": str(tmp_path / "features")}},
+        streaming="true", dataset_sizes=STREAM_SIZES, max_steps=3, save_strategy="no", train_augmentation="false",
+    )
+    assert runs["packed_cached"]["data"]["vision feature cache"]["computed"] > 0
+    assert runs["packed_cached"]["train"]["skipped_records"] == runs["plain"]["train"]["skipped_records"] == 0
+    assert runs["packed_cached"]["train"]["train_loss"] == pytest.approx(runs["plain"]["train"]["train_loss"], rel=1e-5)

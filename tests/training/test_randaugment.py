@@ -168,22 +168,23 @@ def test_collator_adds_randaugment_after_crop_and_flip():
 def test_train_py_flag_reaches_the_run_and_its_card(held_in_corpus, tmp_path, monkeypatch):
     """`train.py --train_randaugment true` trains with it and the model card says so; without the
     crop and flip it is refused."""
-    from tests.test_train import small_run_args, train_script
+    from tests.helpers import small_run_args, train_script
 
+    train = train_script()
     output = tmp_path / "out"
     made = []
 
-    class Collator(train_script.InstructBlipCollator):
+    class Collator(train.InstructBlipCollator):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             made.append(self.randaugment)
 
-    monkeypatch.setattr(train_script, "InstructBlipCollator", Collator)
-    results = train_script.main(small_run_args(held_in_corpus, output, train_randaugment="true", max_steps=2,
-                                               save_strategy="no"))
+    monkeypatch.setattr(train, "InstructBlipCollator", Collator)
+    results = train.main(small_run_args(held_in_corpus, output, train_randaugment="true", max_steps=2,
+                                        save_strategy="no"))
     assert made == [True]  # the training batches get it
     assert results["train"]["train_loss"] > 0
     assert "horizontal flip + RandAugment (2 operations, magnitude 5)" in (output / "README.md").read_text()
     with pytest.raises(ValueError, match="needs train_augmentation true"):
-        train_script.parse_args(small_run_args(held_in_corpus, tmp_path / "x", train_randaugment="true",
+        train.parse_args(small_run_args(held_in_corpus, tmp_path / "x", train_randaugment="true",
                                                train_augmentation="false"))

@@ -15,10 +15,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from modeling_instructblip import InstructBlipForConditionalGeneration, tiny
-from tests.train_fixtures import load_train_script
+from tests.training.train_fixtures import load_train_script
 from training import blip2, modeling
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 train_script = load_train_script()
 IMAGE_MEAN, IMAGE_STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]  # not CLIP's: the processor must take the folder's
 

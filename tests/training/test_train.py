@@ -1,12 +1,10 @@
 """train.py and training/: arguments, data, optimiser, LoRA, starting points, and whole runs
 (end to end, two gloo ranks, SIGKILL + resume) on the bundled sample corpus with tiny models."""
 
-import importlib.util
 import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +14,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # `training/` lives at the repository root, next to train.py
 
-from dataset_builders.sample_data import write_sample_corpus  # noqa: E402
-from tests.train_fixtures import load_train_script  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    NO_DROPOUT, STREAM_ARGS, STREAM_SIZES, TRAIN_PROBE_SCRIPT, final_weights, free_port, launch_train, runs_end_alike,
+    small_run_args,
+)
+from tests.training.train_fixtures import load_train_script  # noqa: E402
 from modeling_instructblip import tiny  # noqa: E402
 from training import modeling  # noqa: E402
 from training.data import (  # noqa: E402
@@ -28,7 +29,6 @@ from training.data import (  # noqa: E402
 )
 from training.trainer import InstructBlipTrainer, paper_lr_lambda  # noqa: E402
 
-NO_DROPOUT = "qformer_config.hidden_dropout_prob=0,qformer_config.attention_probs_dropout_prob=0"
 PAPER_CONFIGS = {"flan-t5-xl": 192, "flan-t5-xxl": 64, "vicuna-7b": 128, "vicuna-13b": 64}
 
 
@@ -36,72 +36,9 @@ train_script = load_train_script()  # once per process: the Trainer pickles its 
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """The sample corpus (small) and a builder cache shared by the module's tests."""
-    root = tmp_path_factory.mktemp("corpus")
-    dirs = write_sample_corpus(str(root / "raw"), num_images=24)
-    held_in = {name: folder for name, folder in dirs.items() if name != "gqa"}
-    return {"data_dirs": held_in, "cache": str(root / "cache"), "root": str(root / "raw")}
-
-
-@pytest.fixture(scope="module")
-def mixture(corpus):
-    mixture, proportions, reports = load_training_mixture(corpus["data_dirs"], cache_dir=corpus["cache"])
+def mixture(held_in_corpus):
+    mixture, proportions, reports = load_training_mixture(held_in_corpus["data_dirs"], cache_dir=held_in_corpus["cache"])
     return mixture, proportions, reports
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A dropout-free tiny model saved as a checkpoint: runs in separate processes must share its
-    tokenizers (the tiny BERT tokenizer's training is not deterministic across processes)."""
-    folder = tmp_path_factory.mktemp("tiny_checkpoint")
-    model, processor = modeling.build_tiny("llama", seed=0, config_overrides=NO_DROPOUT)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return str(folder)
-
-
-STREAM_SIZES = json.dumps({"coco_caption": 120, "vqav2": 80, "vqav2_qg": 80})  # dataset_sizes of a stream
-
-
-def small_run_args(corpus, output_dir, checkpoint=None, **overrides):
-    """CLI arguments of a short, dropout-free, deterministic run of a tiny model."""
-    start = {"model_name_or_path": checkpoint} if checkpoint else {"tiny_text_model": "llama", "config_overrides": NO_DROPOUT}
-    args = {
-        **start,
-        "data_dirs": json.dumps(corpus["data_dirs"]), "dataset_cache_dir": corpus["cache"],
-        "output_dir": str(output_dir), "max_steps": 6, "per_device_train_batch_size": 4,
-        "learning_rate": 1e-3, "warmup_steps": 2, "warmup_start_lr": 1e-8, "weight_decay": 0.05,
-        "logging_steps": 1, "save_strategy": "steps", "save_steps": 2, "eval_strategy": "no",
-        "report_to": "none", "use_cpu": "true", "seed": 0, "loss_curve": "false",
-    }
-    args.update(overrides)
-    return [item for key, value in args.items() for item in (f"--{key}", str(value))]
-
-
-def runs_end_alike(corpus, tmp_path, variants: dict, **common) -> dict:
-    """train.py once per variant (name -> extra arguments, plus `common`), all from one saved tiny
-    dropout-free checkpoint; asserts every variant ends with the first one's weights and that the
-    runs trained. Returns {name: train.main's results}; outputs are in tmp_path / name."""
-    from safetensors.torch import load_file
-
-    checkpoint = tmp_path / "start"
-    model, processor = modeling.build_tiny("llama", seed=0, config_overrides=NO_DROPOUT)
-    model.save_pretrained(checkpoint)
-    processor.save_pretrained(checkpoint)
-    results, weights = {}, {}
-    for name, extra in variants.items():
-        output = tmp_path / name
-        results[name] = train_script.main(small_run_args(corpus, output, checkpoint=str(checkpoint), **common, **extra))
-        weights[name] = load_file(str(output / "model.safetensors"))
-    start = load_file(str(checkpoint / "model.safetensors"))
-    first, *others = variants
-    for name, tensor in weights[first].items():
-        for other in others:
-            torch.testing.assert_close(weights[other][name], tensor, atol=2e-5, rtol=1e-4, msg=f"{other}: {name}")
-    moved = sum(not torch.equal(tensor, start[name]) for name, tensor in weights[first].items())
-    assert moved > 10, f"only {moved} tensors changed: the runs did not train"
-    return results
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,11 +123,11 @@ def test_collator_builds_the_masked_training_batch(mixture):
     assert torch.isfinite(model(**batch).loss)
 
 
-def test_unreadable_images_are_counted_not_fatal(corpus, tmp_path):
+def test_unreadable_images_are_counted_not_fatal(held_in_corpus, tmp_path):
     import shutil
 
     folder = tmp_path / "coco"
-    shutil.copytree(corpus["data_dirs"]["coco_caption"], folder)
+    shutil.copytree(held_in_corpus["data_dirs"]["coco_caption"], folder)
     mixture, _, _ = load_training_mixture({"coco_caption": str(folder)}, cache_dir=str(tmp_path / "cache"))
     dataset = InstructionDataset(mixture)
     broken = dataset.dataset[0]["image"]["path"]
@@ -203,9 +140,9 @@ def test_unreadable_images_are_counted_not_fatal(corpus, tmp_path):
     assert batch["pixel_values"].shape[0] == 8
 
 
-def test_streaming_reads_the_same_samples_with_any_number_of_workers(corpus):
+def test_streaming_reads_the_same_samples_with_any_number_of_workers(held_in_corpus):
     mixture, _, _ = load_training_mixture(
-        corpus["data_dirs"], streaming=True, sizes={"coco_caption": 120, "vqav2": 80, "vqav2_qg": 80},
+        held_in_corpus["data_dirs"], streaming=True, sizes={"coco_caption": 120, "vqav2": 80, "vqav2_qg": 80},
         stopping_strategy="first_exhausted",
     )
     stream = InstructionStream(mixture, seed=0)
@@ -218,7 +155,7 @@ def test_streaming_reads_the_same_samples_with_any_number_of_workers(corpus):
     assert len(single) > 20 and draws(2) == single
 
 
-def test_stream_ranks_decode_only_their_own_images(corpus, tmp_path, monkeypatch):
+def test_stream_ranks_decode_only_their_own_images(held_in_corpus, tmp_path, monkeypatch):
     """Under two ranks accelerate gives each rank its slice of every global batch of the stream
     (`dispatch_batches=False`, what train.py sets): the stream yields records undecoded, so a
     rank opens the images of its own samples only; the two ranks' batches together are the single
@@ -230,7 +167,7 @@ def test_stream_ranks_decode_only_their_own_images(corpus, tmp_path, monkeypatch
     from training import data as data_module
 
     folder = tmp_path / "coco"
-    shutil.copytree(corpus["data_dirs"]["coco_caption"], folder)
+    shutil.copytree(held_in_corpus["data_dirs"]["coco_caption"], folder)
     mixture, _, _ = load_training_mixture({"coco_caption": str(folder)}, streaming=True, sizes={"coco_caption": 40})
     stream = InstructionStream(mixture, seed=0)
     _, processor = tiny.build("llama")
@@ -503,7 +440,7 @@ def test_compose_a_new_model_from_separate_pretrained_parts(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_style_run_learns_and_leaves_a_hub_ready_folder(corpus, tmp_path, monkeypatch):
+def test_demo_style_run_learns_and_leaves_a_hub_ready_folder(held_in_corpus, tmp_path, monkeypatch):
     from huggingface_hub import HfApi
     from transformers import AutoModel, AutoProcessor
 
@@ -516,7 +453,7 @@ def test_demo_style_run_learns_and_leaves_a_hub_ready_folder(corpus, tmp_path, m
     monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"], kw["folder_path"])))
     output = tmp_path / "out"
     argv = [str(ROOT / "configs" / "demo.yaml")] + small_run_args(
-        corpus, output, train_language_model="true", config_overrides="", sample_corpus_dir="",  # the test's corpus only
+        held_in_corpus, output, train_language_model="true", config_overrides="", sample_corpus_dir="",  # the test's corpus only
         max_steps=40, per_device_train_batch_size=8,
         logging_steps=5, eval_strategy="steps", eval_steps=20, save_steps=20, load_best_model_at_end="true",
         metric_for_best_model="eval_loss", max_eval_samples=8, generation_eval_samples=4, loss_curve="true",
@@ -569,61 +506,34 @@ def test_demo_config_learns_to_answer_from_the_image(tmp_path):
     assert overall["accuracy"] >= overall["baseline"] + 0.07, report
 
 
-@pytest.mark.slow
-def test_streaming_run_with_dataloader_workers(corpus, tmp_path):
-    argv = small_run_args(
-        corpus, tmp_path / "out", streaming="true", max_steps=3, save_strategy="no", dataloader_num_workers=2,
-        dataset_sizes=STREAM_SIZES,
+@pytest.mark.xfail(strict=True, reason=(
+    "training/data.py InstructionStream gives worker k every num_workers-th *record*, but the Trainer's "
+    "DataLoader batches inside each worker, so with 2 workers and batch 4 the batches are positions "
+    "[0,2,4,6], [1,3,5,7], ... instead of [0,1,2,3], [4,5,6,7], ...: the same records, other batches, other "
+    "weights. Sharding by global batch (every num_workers-th batch of batch_size x processes) would fix it; "
+    "remove this mark then"))
+def test_a_streamed_run_with_dataloader_workers_trains_as_the_run_without(held_in_corpus, tmp_path):
+    """Two dataloader workers reading the stream give the batches of the run that reads it in the main
+    process: the same weights after every step's update, the same losses."""
+    runs = runs_end_alike(
+        held_in_corpus, tmp_path, {"main_process": {}, "two_workers": {"dataloader_num_workers": 2}},
+        streaming="true", dataset_sizes=STREAM_SIZES, max_steps=3, save_strategy="no",
     )
-    results = train_script.main(argv)
-    assert results["train"]["train_loss"] > 0 and (tmp_path / "out" / "model.safetensors").exists()
-
-
-def _launch(args, probe_dir, env_extra=None, background=False):
-    env = dict(os.environ, TRAIN_PROBE_DIR=str(probe_dir), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", **(env_extra or {}))
-    command = [sys.executable, str(ROOT / "tests" / "train_fixtures.py"), *args]
-    if background:
-        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def _final_weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(os.path.join(folder, "model.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def reference_run(corpus, tiny_checkpoint, tmp_path_factory):
-    """One uninterrupted single-process run (global batch 4, 6 steps, checkpoints every 2)."""
-    root = tmp_path_factory.mktemp("reference")
-    _launch(small_run_args(corpus, root / "out", tiny_checkpoint), root / "probe")
-    return root
-
-
-STREAM_ARGS = {"streaming": "true", "dataset_sizes": STREAM_SIZES}
-
-
-@pytest.fixture(scope="module")
-def stream_reference_run(corpus, tiny_checkpoint, tmp_path_factory):
-    """`reference_run` reading the data as a stream."""
-    root = tmp_path_factory.mktemp("stream_reference")
-    _launch(small_run_args(corpus, root / "out", tiny_checkpoint, **STREAM_ARGS), root / "probe")
-    return root
+    losses = {name: [e["loss"] for e in json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"]
+                     if "loss" in e] for name in runs}
+    assert len(losses["main_process"]) == 3 and losses["two_workers"] == pytest.approx(losses["main_process"], rel=1e-5)
+    assert runs["two_workers"]["train"]["skipped_records"] == 0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
-def test_resume_after_sigkill_ends_with_the_same_weights(streaming, corpus, tiny_checkpoint, request, tmp_path):
+def test_resume_after_sigkill_ends_with_the_same_weights(streaming, held_in_corpus, tiny_checkpoint, request, tmp_path):
     """Killed after its first checkpoint and resumed, a run ends with the uninterrupted run's weights;
     a streamed one too (the resumed stream skips the batches already trained on)."""
     reference_run = request.getfixturevalue("stream_reference_run" if streaming else "reference_run")
     output = tmp_path / "out"
     stream_args = STREAM_ARGS if streaming else {}
-    process = _launch(small_run_args(corpus, output, tiny_checkpoint, **stream_args), tmp_path / "probe",
+    process = launch_train(small_run_args(held_in_corpus, output, tiny_checkpoint, **stream_args), tmp_path / "probe",
                       {"TRAIN_STEP_SLEEP": "1.5"}, background=True)
     deadline = time.time() + 240
     while not (output / "checkpoint-2" / "trainer_state.json").exists():
@@ -632,38 +542,32 @@ def test_resume_after_sigkill_ends_with_the_same_weights(streaming, corpus, tiny
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (output / "model.safetensors").exists()
-    _launch(small_run_args(corpus, output, tiny_checkpoint, resume_from_checkpoint="latest", **stream_args),
+    launch_train(small_run_args(held_in_corpus, output, tiny_checkpoint, resume_from_checkpoint="latest", **stream_args),
             tmp_path / "probe")
 
-    expected, resumed = _final_weights(reference_run / "out"), _final_weights(output)
+    expected, resumed = final_weights(reference_run / "out"), final_weights(output)
     for name, value in expected.items():
         torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
-def test_two_gloo_ranks_split_the_data_and_match_one_process(streaming, corpus, tiny_checkpoint, request, tmp_path):
+def test_two_gloo_ranks_split_the_data_and_match_one_process(streaming, held_in_corpus, tiny_checkpoint, request, tmp_path):
     """Two ranks of per-device batch 2 train as one process of batch 4: the same global batches,
     sample for sample, and the same weights. A stream is read by both ranks and each collates
     (decodes) its own slice of every global batch (test_stream_ranks_decode_only_their_own_images
     checks that no rank decodes another's images)."""
     launch = [
         "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        str(ROOT / "tests" / "train_fixtures.py"),
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        str(TRAIN_PROBE_SCRIPT),
     ]
     stream_args = STREAM_ARGS if streaming else {}
     reference_run = request.getfixturevalue("stream_reference_run" if streaming else "reference_run")
     probe = tmp_path / "probe"
     env = dict(os.environ, ACCELERATE_USE_CPU="true", TRAIN_PROBE_DIR=str(probe), OMP_NUM_THREADS="1",
                HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    args = small_run_args(corpus, tmp_path / "out", tiny_checkpoint, per_device_train_batch_size=2, save_strategy="no",
+    args = small_run_args(held_in_corpus, tmp_path / "out", tiny_checkpoint, per_device_train_batch_size=2, save_strategy="no",
                           **stream_args)
     result = subprocess.run([sys.executable, *launch, *args], env=env, cwd=ROOT, capture_output=True, text=True,
                             timeout=400)
@@ -676,6 +580,6 @@ def test_two_gloo_ranks_split_the_data_and_match_one_process(streaming, corpus, 
     assert sorted(draws[0] + draws[1]) == sorted(reference_draws)  # the same global batches
     weights = [(probe / f"weights_rank{r}.txt").read_text().splitlines() for r in (0, 1)]
     assert weights[0] == weights[1]  # identical on both ranks after every step
-    expected, distributed = _final_weights(reference_run / "out"), _final_weights(tmp_path / "out")
+    expected, distributed = final_weights(reference_run / "out"), final_weights(tmp_path / "out")
     for name, value in expected.items():
         torch.testing.assert_close(distributed[name], value, rtol=1e-4, atol=1e-5, msg=name)

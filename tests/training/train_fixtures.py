@@ -1,6 +1,7 @@
-"""Run `train.py` with probes, for the multi-process and resume tests of tests/test_train.py.
+"""Run `train.py` with probes, for the multi-process and resume tests (tests/training/test_train.py,
+tests/test_reliability.py).
 
-    python tests/train_fixtures.py <train.py arguments>         (or under `accelerate launch`)
+    python tests/training/train_fixtures.py <train.py arguments>         (or under `accelerate launch`)
 
 The probes write into `$TRAIN_PROBE_DIR`: `draws_rank<R>.txt`, the draw seeds (one per sample,
 unique per record position and epoch) of every batch the rank trained on, and
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402

@@ -1,5 +1,5 @@
 """Copy what `make_blip2_reference.py` produced (LAVIS's own BLIP-2 and InstructBLIP classes, run in
-their own environment) into `tests/data/lavis/blip2/`, the offline fixtures of tests/test_lavis_blip2.py.
+their own environment) into `tests/data/lavis/blip2/`, the offline fixtures of tests/training/test_lavis_blip2.py.
 
     python tools/lavis_reference/export_blip2_fixtures.py /path/to/lavis_ref/out_blip2
 

@@ -1,5 +1,5 @@
 """Copy what `make_reference.py` produced (LAVIS's own classes, run in their own environment) into
-`tests/data/lavis/<kind>/`, the offline fixtures of tests/test_lavis_reference.py.
+`tests/data/lavis/<kind>/`, the offline fixtures of tests/modeling_instructblip/test_lavis_reference.py.
 
     python tools/lavis_reference/export_fixtures.py /path/to/make_reference/out
 
