@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
 
 from modeling_instructblip import tiny  # noqa: E402
 
@@ -121,3 +122,33 @@ def stream_reference_run(held_in_corpus, tiny_checkpoint, tmp_path_factory):
     root = tmp_path_factory.mktemp("stream_reference")
     launch_train(small_run_args(held_in_corpus, root / "out", tiny_checkpoint, **STREAM_ARGS), root / "probe")
     return root
+
+
+# ---- the Space served on loopback (tests/space/, tests/test_reliability.py): one server per test module ----
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app as a fresh checkout runs it: no model configured, no `make demo` output."""
+    from tests.helpers import import_app
+
+    return import_app(tmp_path_factory.mktemp("checkout"))
+
+
+@pytest.fixture(scope="module")
+def url(app):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app.launch(app.demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)

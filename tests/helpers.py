@@ -160,3 +160,44 @@ def loss_inputs(kind, case, processor, model, images):
         inputs.update(input_ids=ids, attention_mask=call["attention_mask"], labels=call["labels"],
                       decoder_attention_mask=call["decoder_attention_mask"])
     return inputs
+
+
+# ---- the Space (space/app.py): tests/space/, tests/test_reliability.py; fixtures app/url/client in conftest.py --
+
+SPACE = ROOT / "space"
+IMAGE = ROOT / "assets" / "demo.jpg"
+INSTRUCTION = "What color is the square? Short answer:"
+
+
+def import_app(root: Path, name: str = "instructblip_space_app", environ: dict | None = None):
+    """space/app.py copied into `root/space/` (with the example image in `root/assets/`, as in the
+    repository) and imported from there with no model configured; a copy, so that whether `make demo`
+    has run in this checkout does not change which model the test gets."""
+    import importlib.util
+    import shutil
+
+    import pytest
+
+    (root / "space").mkdir(parents=True, exist_ok=True)
+    (root / "assets").mkdir(exist_ok=True)
+    shutil.copy(SPACE / "app.py", root / "space" / "app.py")
+    shutil.copy(IMAGE, root / "assets" / IMAGE.name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("INSTRUCTBLIP_MODEL", raising=False)
+        patch.delenv("INSTRUCTBLIP_QUANTIZATION", raising=False)
+        for key, value in (environ or {}).items():
+            patch.setenv(key, value)
+        spec = importlib.util.spec_from_file_location(name, root / "space" / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def ask(client, image=str(IMAGE), video=None, instruction=INSTRUCTION, beams=1, max_new_tokens=8, sample=False,
+        temperature=1.0, top_p=0.9):
+    from gradio_client import handle_file
+
+    return client.predict(
+        handle_file(image) if image else None, handle_file(video) if video else None, instruction, beams,
+        max_new_tokens, sample, temperature, top_p, api_name="/answer",
+    )

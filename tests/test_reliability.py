@@ -28,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 from dataset_builders import get_builder  # noqa: E402
 from dataset_builders._base import RecordError, check_items, field, list_field  # noqa: E402
 from dataset_builders.schema import FEATURES  # noqa: E402
-from tests.test_space import app, ask, client, url  # noqa: E402,F401  (app, client, url: fixtures)
-from tests.helpers import final_weights, launch_train, small_run_args  # noqa: E402
+from tests.helpers import ask, final_weights, launch_train, small_run_args  # noqa: E402  (app, url, client: conftest.py)
 from tests.training.train_fixtures import load_train_script  # noqa: E402
 
 train_script = load_train_script()

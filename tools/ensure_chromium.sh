@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one thing `make test` needs beyond Python packages: a Chromium for the Space's browser test
-# (tests/test_space.py drives it through Playwright; no browser is downloaded).
+# (tests/space/test_space.py drives it through Playwright; no browser is downloaded).
 #
 # Found: $CHROMIUM when set, else `chromium` on PATH. Missing: Debian's package is installed with
 # apt-get when this user can install packages (root, or sudo without a password); otherwise this

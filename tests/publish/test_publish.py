@@ -1,5 +1,5 @@
 """Publishing to the Hub, exercised at its HTTP boundary: `HfApi(endpoint=...)` talks to the stand-in
-Hub of tests/hub_stub.py, which keeps what it receives. What it received is then laid out as a Hub
+Hub of tests/publish/hub_stub.py, which keeps what it receives. What it received is then laid out as a Hub
 cache and loaded by repo id offline, as a user's `from_pretrained` would.
 """
 
@@ -15,8 +15,8 @@ import pytest
 from modeling_instructblip import paper_generation_config, tiny
 from publish import IncompleteFolderError, check_model_folder, check_space_folder, publish_model, publish_space
 from publish.model_repo import files_to_upload
-from tests.hub_stub import TOKEN, hub  # noqa: F401  (hub: the stand-in Hub fixture)
-from tests.test_hub_loading import test_loads_by_repo_id_from_an_offline_hub_cache as load_by_repo_id_offline
+from tests.publish.hub_stub import TOKEN  # the `hub` fixture: conftest.py
+from tests.modeling_instructblip.hub_loading import check_loads_by_repo_id_offline
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "our-org/instructblip-tiny"
@@ -196,7 +196,7 @@ def test_publish_uploads_the_checked_folder_which_loads_by_repo_id(trained, hub,
     for name, content in repo["files"].items():
         (received / name).parent.mkdir(parents=True, exist_ok=True)
         (received / name).write_bytes(content)
-    load_by_repo_id_offline(("llama", model, processor, received), tmp_path)
+    check_loads_by_repo_id_offline(model, processor, received, tmp_path)
 
 
 def test_an_interrupted_upload_resumes_with_the_files_not_yet_on_the_hub(trained, hub):

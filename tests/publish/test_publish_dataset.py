@@ -1,6 +1,6 @@
 """Publishing instruction data as a Hub dataset repo: the folder that would be uploaded (embedded Parquet
 shards and the dataset card), read back with `load_dataset` after the raw releases are gone, and the
-upload at its HTTP boundary (the stand-in Hub of tests/hub_stub.py).
+upload at its HTTP boundary (the stand-in Hub of tests/publish/hub_stub.py).
 
 The data: COCO Caption (train) and VQAv2 (validation) from the synthetic sample corpus, GQA (test-dev,
 held-out) and MSVD-QA (test, video: 4 frames per record) from the builder-test fixtures.
@@ -23,7 +23,7 @@ from dataset_builders.templates import CAPTION_TEMPLATES, SHORT_ANSWER_PROMPT, V
 from publish.dataset_repo import check_dataset_folder, export_instruction_data, publish_instruction_data
 from publish.model_repo import IncompleteFolderError
 from tests.dataset_builders.fixtures_heldout import write_msvd_qa
-from tests.hub_stub import TOKEN, hub  # noqa: F401  (hub: the stand-in Hub fixture)
+from tests.publish.hub_stub import TOKEN  # the `hub` fixture: conftest.py
 
 REPO = "our-org/instructblip-data"
 SPLITS = {"coco_caption": "train", "vqav2": "validation", "gqa": "test_dev", "msvd_qa": "test"}
