@@ -446,7 +446,11 @@ def main(argv=None):
         if report and report["num_skipped"]
     }
     if data_args.streaming:
-        train_dataset = InstructionStream(mixture, seed=training_args.seed)
+        # a worker's share of the stream is whole global batches (see InstructionStream)
+        train_dataset = InstructionStream(
+            mixture, seed=training_args.seed,
+            block_size=training_args.per_device_train_batch_size * training_args.world_size,
+        )
     else:
         train_dataset = InstructionDataset(mixture, seed=training_args.seed)
     eval_dataset = InstructionDataset(validation, train=False) if validation is not None else None

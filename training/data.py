@@ -134,10 +134,12 @@ class InstructionDataset(torch.utils.data.Dataset):
 class InstructionStream(torch.utils.data.IterableDataset):
     """A streaming `datasets.IterableDataset` of records -> pending samples, for `max_steps` training.
 
-    Every dataloader worker reads the stream and keeps every `num_workers`-th record (the mixture
-    is usually one shard, which `datasets` would give to a single worker). Positions in the stream
-    seed the template and crop draws, so the stream is the same for any number of workers, and
-    the Trainer's batch skipping on resume reproduces it.
+    Every dataloader worker reads the stream and keeps every `num_workers`-th block of `block_size`
+    records (the mixture is usually one shard, which `datasets` would give to a single worker). A
+    block is one global batch (per-device batch x processes): the DataLoader takes batch g from worker
+    g % num_workers, so the batches, not only the records, are those of a run without workers.
+    Positions in the stream seed the template and crop draws, and the Trainer's batch skipping on
+    resume reproduces the stream.
 
     It yields records still undecoded (`PendingSample`): the collator prepares them. Under several
     ranks accelerate hands each rank its slice of the stream's batches, so a rank decodes its own
@@ -146,8 +148,9 @@ class InstructionStream(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, dataset: datasets.IterableDataset, seed: int = 0, train: bool = True, read_batch: int = 64,
-                 feature_cache=None):
+                 feature_cache=None, block_size: int = 1):
         self.dataset = _undecoded(dataset)
+        self.block_size = block_size
         self.seed = seed
         self.train = train
         self.epoch = 0
@@ -169,7 +172,7 @@ class InstructionStream(torch.utils.data.IterableDataset):
         worker = torch.utils.data.get_worker_info()
         worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
         for position, record in enumerate(self._records()):
-            if position % num_workers == worker_id:
+            if (position // self.block_size) % num_workers == worker_id:
                 yield PendingSample(record, self.seed, self.epoch, position, self.train, self.feature_cache)
 
 

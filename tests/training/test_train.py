@@ -506,12 +506,6 @@ def test_demo_config_learns_to_answer_from_the_image(tmp_path):
     assert overall["accuracy"] >= overall["baseline"] + 0.07, report
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "training/data.py InstructionStream gives worker k every num_workers-th *record*, but the Trainer's "
-    "DataLoader batches inside each worker, so with 2 workers and batch 4 the batches are positions "
-    "[0,2,4,6], [1,3,5,7], ... instead of [0,1,2,3], [4,5,6,7], ...: the same records, other batches, other "
-    "weights. Sharding by global batch (every num_workers-th batch of batch_size x processes) would fix it; "
-    "remove this mark then"))
 def test_a_streamed_run_with_dataloader_workers_trains_as_the_run_without(held_in_corpus, tmp_path):
     """Two dataloader workers reading the stream give the batches of the run that reads it in the main
     process: the same weights after every step's update, the same losses."""
