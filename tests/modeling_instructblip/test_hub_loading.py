@@ -37,6 +37,9 @@ def test_folder_is_hub_ready(saved):
         "AutoModelForImageTextToText": "modeling_instructblip.InstructBlipForConditionalGeneration",
     }
     assert "tiny" not in " ".join(files)  # only the Hub-shipped modules are copied
+    # what a careful user reads before trusting it: at most 2,000 lines (transformers' own InstructBLIP is ~1,540)
+    shipped = sum(len((folder / name).read_text().splitlines()) for name in files if name.endswith(".py"))
+    assert shipped <= 2000, f"the remote code is {shipped} lines; the budget is 2,000"
 
 
 @pytest.mark.parametrize("auto_class", ["AutoModel", "AutoModelForImageTextToText"])
