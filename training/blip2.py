@@ -207,6 +207,8 @@ def from_transformers_blip2(path: str, qformer_model: str, stage1: str | None = 
 
     image_settings, _ = ImageProcessingMixin.get_image_processor_dict(path)  # BLIP-2's preprocessor_config.json
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # batches need one (as compose_from_parts): the LLM's unknown or end token
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     processor = InstructBlipProcessor(
         image_processor=InstructBlipImageProcessor(
             **{k: image_settings[k] for k in ("size", "resample", "image_mean", "image_std") if k in image_settings}

@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import random
+import types
 
 import datasets
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 from dataset_builders import DATASETS, load
 from dataset_builders.mixture import build_mixture
-from dataset_builders.user_files import USER_TASK, load_source
+from dataset_builders.user_files import USER_TASK, check_unique_names, load_source
 from dataset_builders.schema import HELD_IN, VQA, VQA_MULTIPLE_CHOICE
 from dataset_builders.templates import redraw_instruction
 from metrics.vqa_accuracy.vqa_accuracy import normalize_vqa_answer
@@ -362,14 +363,10 @@ def check_held_in(names, allow_held_out: bool = False):
 def check_source_names(data_dirs, user_sources, allow_held_out: bool = False) -> None:
     """Raise for a user source named like a `data_dirs` dataset or another source, or (unless
     `allow_held_out`) named after a held-out dataset of the registry (e.g. The Cauldron's `vsr` config)."""
-    names = {name: f"data_dirs {name}" for name in data_dirs}
+    # a data_dirs dataset is a source too: the user's own sources must not share its name or each other's
+    registry_sources = [types.SimpleNamespace(name=name, origin=f"data_dirs {name}") for name in data_dirs]
+    check_unique_names([*registry_sources, *user_sources], "training data")
     for source in user_sources:
-        if source.name in names:
-            raise ValueError(
-                f"two training sources are named {source.name!r}: {names[source.name]} and {source.origin}; "
-                "a file's name in the mixture is its stem (its folder's for train/validation files): rename one"
-            )
-        names[source.name] = source.origin
         if source.name in DATASETS:
             check_held_in([source.name], allow_held_out=allow_held_out)
 

@@ -204,7 +204,7 @@ def test_source_names_must_not_collide_or_name_a_held_out_dataset(tmp_path):
         file_sources([str(tmp_path / "one/train.jsonl"), str(tmp_path / "two/one.jsonl")], "train")
     with pytest.raises(ValueError, match="gqa is a held-out dataset"):
         load_training_mixture({}, user_sources=file_sources([str(tmp_path / "gqa.jsonl")], "train"))
-    with pytest.raises(ValueError, match="two training sources are named 'vqav2'"):
+    with pytest.raises(ValueError, match="training data: two sources are named 'vqav2' \\(data_dirs vqav2 and"):
         load_training_mixture({"vqav2": "/data/vqav2"}, user_sources=file_sources([str(tmp_path / "vqav2.jsonl")], "train"))
     with pytest.raises(ValueError, match="expected a .jsonl"):
         file_sources([str(tmp_path / "a.png")], "train")
