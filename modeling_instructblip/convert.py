@@ -208,6 +208,15 @@ def prepare_llm_tokenizer(tokenizer, is_encoder_decoder: bool):
     return tokenizer
 
 
+def lavis_qformer_tokenizer(name_or_path: str):
+    """LAVIS's Q-Former tokenizer (`Blip2Base.init_tokenizer`): bert-base-uncased's, truncating on the left
+    (the instruct models' `truncation_side="left"`), with `[DEC]` added as its BOS."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, truncation_side="left")
+    if "[DEC]" not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+    return tokenizer
+
+
 def cross_attention_frequency_of(cross_layers: list[int], num_layers: int) -> int:
     """The Q-Former's `cross_attention_frequency` from the layers that have cross-attention (layer i has
     it when i % frequency == 0). One such layer among several: any frequency >= the layer count."""
@@ -336,9 +345,7 @@ def convert(
     llm_class = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
     language_model = llm_class.from_pretrained(llm, config=text_config, dtype=torch.float32)
     tokenizer = prepare_llm_tokenizer(AutoTokenizer.from_pretrained(llm), is_encoder_decoder)
-    bert = AutoTokenizer.from_pretrained(qformer_tokenizer, truncation_side="left")
-    if "[DEC]" not in bert.get_vocab():
-        bert.add_special_tokens({"bos_token": "[DEC]"})  # LAVIS's Q-Former vocabulary: bert-base-uncased + [DEC]
+    bert = lavis_qformer_tokenizer(qformer_tokenizer)
 
     vision_config, qformer_config = infer_architecture(state, num_vision_layers, vision_head_dim, qformer_head_dim)
     config = InstructBlipConfig(

@@ -43,6 +43,7 @@ from modeling_instructblip.convert import (
     convert_lavis_state_dict,
     convert_vision_state_dict,
     infer_architecture,
+    lavis_qformer_tokenizer,
     load_pickled_state_dict,
     prepare_llm_tokenizer,
 )
@@ -52,6 +53,7 @@ from training.modeling import QFORMER_TEXT_ONLY, bert_to_qformer_state_dict
 logger = logging.getLogger(__name__)
 
 LAVIS_SUFFIXES = (".pth", ".pt")
+URL_SCHEMES = ("http://", "https://", "file://")
 # transformers' BLIP-2 names -> ours (the Q-Former's input LayerNorm sits in our embeddings module)
 TRANSFORMERS_KEY_MAPPING = {r"^qformer\.layernorm\.": "qformer.embeddings.layernorm."}
 
@@ -59,7 +61,7 @@ TRANSFORMERS_KEY_MAPPING = {r"^qformer\.layernorm\.": "qformer.embeddings.layern
 def blip2_format(path) -> str | None:
     """"lavis" (a `.pth` file or URL), "transformers" (a folder / Hub id whose config says `blip-2`) or None."""
     path = str(path)
-    if path.startswith(("http://", "https://", "file://")) or path.endswith(LAVIS_SUFFIXES):
+    if path.startswith(URL_SCHEMES) or path.endswith(LAVIS_SUFFIXES):
         return "lavis"
     from transformers import PreTrainedConfig
 
@@ -73,7 +75,7 @@ def blip2_format(path) -> str | None:
 def local_file(path_or_url: str) -> str:
     """A local path for a checkpoint named by path or URL: URLs are downloaded once (with a progress bar)
     into torch's hub cache, `<torch.hub.get_dir()>/checkpoints/<file name>`, as LAVIS caches them."""
-    if not str(path_or_url).startswith(("http://", "https://", "file://")):
+    if not str(path_or_url).startswith(URL_SCHEMES):
         if not os.path.isfile(path_or_url):
             raise FileNotFoundError(f"BLIP-2 checkpoint not found: {path_or_url}")
         return str(path_or_url)
@@ -84,14 +86,6 @@ def local_file(path_or_url: str) -> str:
         logger.info("downloading %s to %s", path_or_url, target)
         torch.hub.download_url_to_file(path_or_url, str(target), progress=True)
     return str(target)
-
-
-def qformer_tokenizer_of(qformer_model: str):
-    """LAVIS's Q-Former tokenizer: `qformer_model`'s (bert-base-uncased), truncating on the left, with `[DEC]`."""
-    tokenizer = AutoTokenizer.from_pretrained(qformer_model, truncation_side="left")
-    if "[DEC]" not in tokenizer.get_vocab():
-        tokenizer.add_special_tokens({"bos_token": "[DEC]"})
-    return tokenizer
 
 
 def qformer_text_parts(qformer_model: str, stage1: str | None, vocab_rows: int, num_vision_layers: int, report=None) -> dict:
@@ -173,7 +167,7 @@ def from_transformers_blip2(path: str, qformer_model: str, stage1: str | None = 
     from transformers.utils import logging as transformers_logging
 
     blip2 = Blip2Config.from_pretrained(path)
-    qformer_tokenizer = qformer_tokenizer_of(qformer_model)
+    qformer_tokenizer = lavis_qformer_tokenizer(qformer_model)
     qformer = {k: v for k, v in blip2.qformer_config.to_dict().items() if k not in ("model_type", "use_qformer_text_input")}
     qformer["vocab_size"] = len(qformer_tokenizer)
     text_config = _lavis_text_config(blip2.text_config)
@@ -200,7 +194,8 @@ def from_transformers_blip2(path: str, qformer_model: str, stage1: str | None = 
                        f"unexpected {sorted(info['unexpected_keys'])[:5]}, mismatched {sorted(info['mismatched_keys'])[:5]}")
     sources = [(path, "BLIP-2 (transformers' format): vision tower, Q-Former, query tokens, projection, LLM")]
     if text_only:
-        _fill_text_parts(model, qformer_text_parts(qformer_model, stage1, len(qformer_tokenizer), 39), stage1 or qformer_model)
+        _fill_text_parts(model, qformer_text_parts(qformer_model, stage1, len(qformer_tokenizer),
+                                                  config.vision_config.num_hidden_layers), stage1 or qformer_model)
         sources.append((stage1 or qformer_model, TEXT_PARTS))
     elif stage1 is not None:
         raise ValueError(f"{path} holds the Q-Former's text parts already: drop the stage-1 checkpoint {stage1}")
@@ -248,7 +243,7 @@ def from_lavis_blip2(
     if "vision_model.post_layernorm.weight" not in state:
         raise ValueError(f"{path} holds no ln_vision: expected a BLIP-2 checkpoint (stage 1 or 2)")
 
-    qformer_tokenizer = qformer_tokenizer_of(qformer_model)
+    qformer_tokenizer = lavis_qformer_tokenizer(qformer_model)
     has_text = "qformer.embeddings.word_embeddings.weight" in state
     if has_text and stage1 is not None:
         raise ValueError(f"{path} holds the Q-Former's text parts already (a stage-1 file): drop the stage-1 checkpoint {stage1}")

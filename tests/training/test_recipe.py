@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from modeling_instructblip import InstructBlipForConditionalGeneration, tiny
+from modeling_instructblip import tiny
 from tests.training.train_fixtures import load_train_script
+from tests.helpers import small_run_args
 from training import blip2, modeling
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,21 +282,16 @@ def test_instruction_unaware_training_freezes_the_unused_text_parts():
 # ---------------------------------------------------------------------------------------------
 
 
-def _run_args(corpus, output_dir, **model_args):
-    args = {
-        **model_args,
-        "data_dirs": json.dumps(corpus["data_dirs"]), "dataset_cache_dir": corpus["cache"],
-        "output_dir": str(output_dir), "max_steps": 3, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
-        "eval_strategy": "no", "save_strategy": "no", "report_to": "none", "use_cpu": "true", "seed": 0,
-        "loss_curve": "false", "logging_steps": 1,
-    }
-    return [item for key, value in args.items() for item in (f"--{key}", str(value))]
+def _run_args(corpus, output_dir, checkpoint, **model_args):
+    """helpers.small_run_args, shorter: 3 steps of batch 2, nothing saved on the way."""
+    return small_run_args(corpus, output_dir, checkpoint, max_steps=3, per_device_train_batch_size=2, save_strategy="no",
+                          **model_args)
 
 
 def test_train_from_a_transformers_blip2_records_the_start_on_the_card(held_in_corpus, bert, tmp_path):
     folder = tmp_path / "blip2"
     make_blip2(folder, "t5")
-    train_script.main(_run_args(held_in_corpus, tmp_path / "out", model_name_or_path=str(folder), qformer_model=str(bert[0]),
+    train_script.main(_run_args(held_in_corpus, tmp_path / "out", str(folder), qformer_model=str(bert[0]),
                                 instruction_aware="false"))
     out = tmp_path / "out"
     config = json.loads((out / "config.json").read_text())
@@ -448,7 +444,7 @@ def test_blip2_start_and_ablation_through_accelerate_launch(held_in_corpus, bert
     launcher = Path(sys.executable).with_name("accelerate")
     command = [str(launcher), "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", str(ROOT / "train.py"),
-               *_run_args(held_in_corpus, tmp_path / "out", model_name_or_path=str(folder), qformer_model=str(bert[0]),
+               *_run_args(held_in_corpus, tmp_path / "out", str(folder), qformer_model=str(bert[0]),
                           instruction_aware="false", sampling="uniform")]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
