@@ -25,6 +25,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling, BaseModelOutputWithPoolingAndCrossAttentions
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.blip_2.modeling_blip_2 import eager_attention_forward
 from transformers.utils import ModelOutput
 
 from .configuration_instructblip import (
@@ -101,17 +102,6 @@ class InstructBlipRankingOutput(ModelOutput):
     sum_logprobs: torch.FloatTensor | None = None
     num_tokens: torch.LongTensor | None = None
     mean_logprobs: torch.FloatTensor | None = None
-
-
-def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    """softmax(QK^T * scaling + mask) V for [batch, heads, seq, head_dim] inputs; returns [batch, seq, heads, head_dim]."""
-    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if attention_mask is not None:
-        attn_weights = attn_weights + attention_mask
-    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
-    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
-    return attn_output, attn_weights
 
 
 def _attention_function(config) -> Callable:
@@ -441,13 +431,7 @@ class InstructBlipQFormerModel(nn.Module):
         self.encoder = InstructBlipQFormerEncoder(config)
 
     def forward(
-        self,
-        query_embeds,
-        input_ids,
-        attention_mask,
-        encoder_hidden_states,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        self, query_embeds, input_ids, attention_mask, encoder_hidden_states, output_hidden_states=False, output_attentions=False
     ) -> BaseModelOutputWithPoolingAndCrossAttentions:
         """
         query_embeds: [batch, num_query_tokens, hidden]; input_ids / attention_mask: [batch, text_len]
@@ -492,6 +476,22 @@ def resize_llm_vocabulary(language_model, rows: int):
             if matrix.shape[0] > old_rows:
                 matrix[old_rows:] = matrix[:old_rows].mean(0)
     return language_model
+
+
+def _unpack_cpu_4bit_weights(model):
+    """bitsandbytes (0.50) repacks 4-bit weights for its AVX512 CPU kernel at the first forward; the inverse its
+    state dict applies leaves a plain absmax packed (a model saved after generating reloads with wrong weights)
+    and re-quantizes a double-quantized one. Undo the packing, keeping the absmax the kernel used, plain."""
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        state = getattr(weight, "quant_state", None)
+        if getattr(state, "packing_format_for_cpu", False):
+            absmax, state.original_nested = state.absmax, False  # packed: [K / blocksize, N], bf16
+            weight.data, state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
+            state.absmax = absmax.T.reshape(-1).float()
+            module.quant_state = weight.quant_state = state
 
 
 def _suppress_placeholder_logits(module, args, output):
@@ -697,6 +697,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         # both Auto classes resolve to this class; register_for_auto_class records only one
         self.config.auto_map = dict(AUTO_MAP)
         quantizer = getattr(self, "hf_quantizer", None)
+        if quantizer is not None and quantizer.quantization_config.quant_method == "bitsandbytes":
+            _unpack_cpu_4bit_weights(self)
         if quantizer is None or quantizer.quantization_config.quant_method != "torchao":
             return super().save_pretrained(save_directory, *args, **kwargs)
         # torchao's reader splits every name it lists in `tensor_names` at its last dot, so a top-level
@@ -759,12 +761,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     # -- visual features ------------------------------------------------------------------------------
 
     def get_vision_features(
-        self,
-        pixel_values: torch.Tensor,
-        interpolate_pos_encoding: bool = False,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
-        return_outputs: bool = False,
+        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, output_hidden_states: bool = False,
+        output_attentions: bool = False, return_outputs: bool = False,
     ):
         """The frozen vision tower's output, before the trainable LayerNorm: [images, tokens, vision_hidden]
         (with `return_outputs`, the tower's `BaseModelOutput`, hidden states and attentions if asked).

@@ -182,11 +182,12 @@ def test_a_saved_torchao_model_reloads_quantized_and_answers_the_same(folders, t
     folder = folders("llama")
     inputs = _inputs(folder)
     model = InstructBlipForConditionalGeneration.from_pretrained(folder, quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
+    answers = _paper_answers(model, inputs)  # saved after serving, as a Space or a notebook would
     model.save_pretrained(tmp_path / "int8")
     reloaded = InstructBlipForConditionalGeneration.from_pretrained(tmp_path / "int8")
     assert _quantized_linears(reloaded) == _quantized_linears(model)
     assert torch.equal(reloaded.query_tokens, model.query_tokens)
-    assert torch.equal(_paper_answers(reloaded, inputs), _paper_answers(model, inputs))
+    assert torch.equal(_paper_answers(reloaded, inputs), answers)
     assert (tmp_path / "int8" / "model.safetensors").stat().st_size < (folder / "model.safetensors").stat().st_size
 
 
@@ -225,3 +226,35 @@ def test_bitsandbytes_quantizes_the_llm_only_and_generates_on_cpu(folders, bits)
     inputs = _inputs(folder, count=2)
     answers = model.generate(**inputs, num_beams=1, max_new_tokens=4, min_new_tokens=4)
     assert answers.shape == (2, inputs["input_ids"].shape[1] + 4)
+
+
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_a_4bit_model_saved_after_generating_on_cpu_reloads_with_its_weights(folders, tmp_path, double_quant):
+    """bitsandbytes' CPU backend repacks each 4-bit weight (and its absmax, into bf16) at the first
+    forward. bitsandbytes' own inverse, which its state dict applies, left a plain absmax in the packed
+    layout (saved after generating, the model reloaded with every LLM weight wrong) and re-quantized a
+    double-quantized one. The reload must hold the 4-bit codes quantized at load time and the absmax the
+    CPU kernel computed with, and answer as the saved model did."""
+    pytest.importorskip("bitsandbytes")
+    folder = folders("t5", hidden=128)
+    config = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=double_quant,
+    )
+    model = InstructBlipForConditionalGeneration.from_pretrained(folder, quantization_config=config, dtype=torch.bfloat16)
+    layers = {name: module for name, module in model.named_modules() if type(module).__name__ == "Linear4bit"}
+    codes = {name: module.weight.data.clone() for name, module in layers.items()}
+    inputs = _inputs(folder, count=2)
+    inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+    answers = _paper_answers(model, inputs)
+    if not all(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers.values()):
+        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes does not repack its 4-bit weights here")
+    served = {name: m.weight.quant_state.absmax.T.reshape(-1).float() for name, m in layers.items()}  # [K/64, N] packed
+    model.save_pretrained(tmp_path / "nf4")
+    assert torch.equal(_paper_answers(model, inputs), answers)  # the saved model still serves
+    reloaded = InstructBlipForConditionalGeneration.from_pretrained(tmp_path / "nf4")
+    for name, module in reloaded.named_modules():
+        if name in layers:
+            assert torch.equal(module.weight.data, codes[name]), name
+            assert torch.equal(module.weight.quant_state.absmax, served[name]), name
+    assert torch.equal(_paper_answers(reloaded, inputs), answers)
