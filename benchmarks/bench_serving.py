@@ -1,8 +1,9 @@
 """Benchmark: serving at real size on this CPU. ViT-g/14 + Q-Former + FlanT5-XL (about 4 B parameters,
 random weights, nothing downloaded): latency per answer and peak memory for transformers'
 `InstructBlipForConditionalGeneration` in fp32 and bf16 against ours in fp32, bf16, int8 weight-only
-(torchao) and 4-bit NF4 (bitsandbytes' CPU backend), one image, the paper's short-answer and
-captioning decoding (5 beams; LAVIS's eval configs, evaluation/tasks.py).
+(torchao) and 4-bit NF4 (bitsandbytes' CPU backend), both quantized while loading and as saved
+quantized checkpoints, one image, the paper's short-answer and captioning decoding (5 beams; LAVIS's
+eval configs, evaluation/tasks.py).
 
     python benchmarks/bench_serving.py [--repeats 2] [--output BENCHMARKS.md]
     python benchmarks/bench_serving.py --vision-layers 2 --text-layers 2 --repeats 1   # a quick check
@@ -12,8 +13,9 @@ never coexist), variants alternate over repeats (reversed order every other repe
 are against transformers' fp32 model measured in the same repeat: the table gives the median and the
 spread (min-max) over repeats. The weights are written once, deterministically, as an fp32 and a
 bf16 safetensors folder under --weights (about 24 GB of disk) and loaded memory-mapped, in the
-dtype they were saved in. Answers are compared with transformers' fp32 answers, token for token
-(random weights: the answers are nonsense text, but the same nonsense is what a faithful port gives).
+dtype they were saved in, FlanT5's separate output layer included. Answers are compared with
+transformers' fp32 answers, token for token (random weights: the answers are nonsense text, but the
+same nonsense is what a faithful port gives, and lower precision may change it).
 Our model loads with `match_lavis=False` (transformers' post-ViT LayerNorm eps), so that fp32 answers
 are comparable with transformers' port; the paper's decoding settings are the same for both.
 
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -54,9 +57,12 @@ VARIANTS = {
     "ours bf16": ("ours", "bf16", None),
     "ours int8 (torchao, LLM; rest bf16)": ("ours", "bf16", "int8"),
     "ours 4-bit NF4 (bitsandbytes CPU, LLM; rest bf16)": ("ours", "bf16", "nf4"),
-    # the int8 model saved with save_pretrained and loaded as it is: what a published int8 checkpoint gives
+    # the quantized models saved with save_pretrained (after answering, as a Space would) and loaded as
+    # they are: what a published int8 / NF4 checkpoint gives
     "ours int8, saved int8 checkpoint": ("ours", "int8", None),
+    "ours NF4, saved NF4 checkpoint": ("ours", "nf4", None),
 }
+SAVED = {"int8": "ours int8 (torchao, LLM; rest bf16)", "nf4": "ours 4-bit NF4 (bitsandbytes CPU, LLM; rest bf16)"}
 REFERENCE = "transformers fp32"
 FLAN_T5_XL = dict(
     d_model=2048, d_ff=5120, d_kv=64, num_heads=32, num_layers=24, num_decoder_layers=24, vocab_size=32128,
@@ -65,6 +71,9 @@ FLAN_T5_XL = dict(
     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
 )
 SHARD_BYTES = 2 << 30
+# what the weight files hold besides the config; a change rewrites them. FlanT5's output layer is its own
+# matrix (T5 v1.1): with it tied to the input embedding, random weights only ever repeat the last token
+LAYOUT = "untied lm_head"
 
 
 # -- the weights -----------------------------------------------------------------------------------
@@ -121,15 +130,20 @@ def write_weights(folder: Path, config):
     from transformers import InstructBlipForConditionalGeneration as Reference
 
     done = folder / "done.json"
-    key = {"config": config.to_dict()}
+    key = {"config": config.to_dict(), "layout": LAYOUT}
     if done.exists() and json.loads(done.read_text()) == json.loads(json.dumps(key)):
         return
+    for kind in SAVED:  # quantized checkpoints made from the old weights
+        shutil.rmtree(folder / kind, ignore_errors=True)
     with torch.device("meta"):
         skeleton = Reference(config)
     tensors = dict(skeleton.named_parameters())
     for name, buffer in skeleton.named_buffers():
         if name in skeleton.state_dict():
             tensors[name] = buffer
+    # transformers builds every T5 tied (named_parameters lists `shared` only); FlanT5's checkpoints hold
+    # a separate `lm_head`, and transformers' loader unties a model whose file has both
+    tensors["language_model.lm_head.weight"] = skeleton.language_model.lm_head.weight
     for dtype in ("fp32", "bf16"):
         (folder / dtype).mkdir(parents=True, exist_ok=True)
         config.save_pretrained(folder / dtype)
@@ -223,6 +237,24 @@ def _load(variant: str, weights: Path):
     return InstructBlipForConditionalGeneration.from_pretrained(folder, dtype=torch_dtype, match_lavis=False, **kwargs).eval()
 
 
+def _inputs(processor, picture, instruction: str, dtype):
+    inputs = processor(images=[picture], text=[instruction], return_tensors="pt")
+    inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+    return inputs
+
+
+def save_quantized(kind: str, weights: Path, image: str):
+    """Quantize the bf16 weights while loading, answer once (bitsandbytes repacks its CPU weights at the
+    first call; a model saved after serving must reload the same), save the folder `weights / kind`."""
+    from PIL import Image
+
+    model = _load(SAVED[kind], weights)
+    with torch.inference_mode():
+        model.generate(**_inputs(_processor(), Image.open(image).convert("RGB"), PROMPTS["short answer"][1], torch.bfloat16),
+                       do_sample=False, num_beams=1, max_new_tokens=2)
+    model.save_pretrained(weights / kind)
+
+
 def worker(variant: str, weights: Path, image: str) -> dict:
     from PIL import Image
 
@@ -239,13 +271,10 @@ def worker(variant: str, weights: Path, image: str) -> dict:
     dtype = next(model.parameters()).dtype if VARIANTS[variant][2] is None else torch.bfloat16
     result["latency_s"], result["answers"], result["new_tokens"] = {}, {}, {}
     # untimed: the first call pays one-time costs (kernel set-up, bitsandbytes repacking its CPU weights)
-    warm = processor(images=[picture], text=[PROMPTS["short answer"][1]], return_tensors="pt")
-    warm["pixel_values"] = warm["pixel_values"].to(dtype)
     with torch.inference_mode():
-        model.generate(**warm, do_sample=False, num_beams=1, max_new_tokens=2)
+        model.generate(**_inputs(processor, picture, PROMPTS["short answer"][1], dtype), do_sample=False, num_beams=1, max_new_tokens=2)
     for prompt, (task, instruction) in PROMPTS.items():
-        inputs = processor(images=[picture], text=[instruction], return_tensors="pt")
-        inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+        inputs = _inputs(processor, picture, instruction, dtype)
         settings = generate_kwargs(TASKS[task], True)
         times = []
         for _ in range(2 if prompt == "short answer" else 1):  # short answers twice: an in-process spread
@@ -274,9 +303,11 @@ def run(args) -> list[dict]:
     write_weights(weights, reference_config(args.vision_layers, args.text_layers))
     print(f"weights ready in {time.perf_counter() - started:.0f} s under {weights}", flush=True)
     variants = [v for v in VARIANTS if v not in args.skip]
-    if any(VARIANTS[v][1] == "int8" for v in variants) and not (weights / "int8" / "config.json").exists():
-        # the saved int8 checkpoint, made once from the bf16 weights in a process of its own
-        subprocess.run([sys.executable, __file__, "--save-int8", "--weights", str(weights)], check=True, timeout=args.timeout)
+    for kind in SAVED:
+        if any(VARIANTS[v][1] == kind for v in variants) and not (weights / kind / "config.json").exists():
+            # the saved checkpoint, made once from the bf16 weights in a process of its own
+            command = [sys.executable, __file__, "--save", kind, "--weights", str(weights), "--image", args.image]
+            subprocess.run(command, check=True, timeout=args.timeout)
     run_id = time.strftime("%Y%m%dT%H%M%S")
     runs = []
     for repeat in range(args.repeats):
@@ -302,6 +333,14 @@ def _spread(values) -> str:
         return "–"
     median = statistics.median(values)
     return f"{median:.2f}" if len(values) == 1 else f"{median:.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def _common_prefix(answer: list[int], expected: list[int]) -> float:
+    """The share of the reference's tokens (the decoder start left out) that an answer repeats before
+    it first differs."""
+    answer, expected = answer[1:], expected[1:]
+    same = next((i for i, (a, b) in enumerate(zip(answer, expected)) if a != b), min(len(answer), len(expected)))
+    return same / max(len(expected), 1)
 
 
 def _pair(run: dict) -> tuple:
@@ -334,8 +373,10 @@ def table(runs: list[dict], args) -> str:
             cells.append(_spread([r[key] / ref[key] for r, ref in paired]))
         agree = []
         for suffix in ("", " greedy"):
-            same = sum(r["answers"][p + suffix] == ref["answers"][p + suffix] for r, ref in paired for p in PROMPTS)
-            agree.append(f"{same}/{len(paired) * len(PROMPTS)}")
+            pairs = [(r["answers"][p + suffix], ref["answers"][p + suffix]) for r, ref in paired for p in PROMPTS]
+            same = sum(answer == expected for answer, expected in pairs)
+            prefix = statistics.mean(_common_prefix(answer, expected) for answer, expected in pairs) if pairs else 0
+            agree.append(f"{same}/{len(pairs)}" + ("" if same == len(pairs) else f" ({prefix:.0%} of tokens before the first difference)"))
         cells.append("; ".join(agree))
         lines.append("| " + " | ".join(cells) + " |")
     tokens = {p: sorted({r["new_tokens"][p] for r in ok}) for p in PROMPTS}
@@ -356,7 +397,10 @@ def table(runs: list[dict], args) -> str:
         "it holds that the kernel cannot drop (an fp32 or bf16 model's weights *are* mapped file pages, so for those "
         "the RSS is the figure to plan with). Answers are "
         "compared token for token with transformers' fp32 answers, per prompt and repeat, for the timed beam search "
-        "and for greedy decoding (10 tokens).",
+        "and for greedy decoding (10 tokens); where some differ, the share of the reference's tokens repeated before "
+        "the first difference is given. The random weights make the answers nonsense tokens, but different ones for "
+        "each prompt (FlanT5's output layer is its own random matrix, as in the real checkpoints), so a variant whose "
+        "rounding changes a decision shows here.",
         "",
         *lines,
         "",
@@ -376,11 +420,11 @@ def main(argv=None):
     parser.add_argument("--table-from", help="only print (and --output) the table of the runs in this runs.jsonl")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
-    parser.add_argument("--save-int8", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--save", choices=sorted(SAVED), help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.save_int8:
-        _load("ours int8 (torchao, LLM; rest bf16)", Path(args.weights)).save_pretrained(Path(args.weights) / "int8")
+    if args.save:
+        save_quantized(args.save, Path(args.weights), args.image)
         return None
     if args.worker:
         result = json.dumps(worker(args.worker, Path(args.weights), args.image) | {"run_id": args.run_id, "repeat": args.repeat})
