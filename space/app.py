@@ -122,6 +122,17 @@ def quantization_kwargs(quantization: str) -> dict:
     return {}
 
 
+def _fit_cpu_4bit_kernel(model):
+    """bitsandbytes' AVX512 CPU kernel for 4-bit layers (0.50) takes output widths that are multiples of
+    32 and input widths that are multiples of the quantization block (64), and otherwise fails at the
+    first answer; such layers (a small model's) keep bitsandbytes' plain path, which dequantizes the
+    same 4-bit weights."""
+    for module in model.modules():
+        if type(module).__name__ == "Linear4bit":
+            if module.out_features % 32 or module.in_features % module.weight.quant_state.blocksize:
+                module.support_avx512bf16_for_cpu = False
+
+
 def load_model(name: str | None = None, revision: str | None = None, quantization: str = "none"):
     """(model, processor): `name` (Hub id or folder) with remote code, held as `quantization` says
     (`choose_quantization`), or the tiny demo model."""
@@ -130,6 +141,7 @@ def load_model(name: str | None = None, revision: str | None = None, quantizatio
 
         model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True, **quantization_kwargs(quantization))
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=True)
+        _fit_cpu_4bit_kernel(model)
         return model.eval(), processor
     from modeling_instructblip import paper_generation_config, tiny
 

@@ -205,6 +205,24 @@ def test_a_configured_model_is_served_int8_on_a_cpu(app, tmp_path):
     assert answer(str(IMAGE), None, INSTRUCTION, 1, 4, False, 1.0, 0.9).strip()
 
 
+def test_a_small_model_is_served_nf4_on_a_cpu(app, tmp_path):
+    """bitsandbytes' AVX512 4-bit kernel fails on layers narrower than it packs (the tiny Llama is 48
+    wide): those keep bitsandbytes' plain path, and the Space answers, with the paper's 5 beams."""
+    pytest.importorskip("bitsandbytes")
+    from modeling_instructblip import tiny
+
+    model, processor = tiny.build("llama")
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded, loaded_processor = app.load_model(str(tmp_path), quantization="nf4")
+    layers = {name: m for name, m in loaded.named_modules() if type(m).__name__ == "Linear4bit"}
+    assert layers and all(name.startswith("language_model.") for name in layers)
+    narrow = {name for name, m in layers.items() if m.out_features % 32 or m.in_features % 64}
+    assert narrow and all(not layers[name].support_avx512bf16_for_cpu for name in narrow)
+    answer = app.make_answer_fn(loaded, loaded_processor, app.LIMITS)
+    assert answer(str(IMAGE), None, INSTRUCTION, 5, 4, False, 1.0, 0.9).strip()
+
+
 @pytest.mark.slow
 def test_a_person_uploads_an_image_asks_and_reads_an_answer(url, tmp_path, record_property):
     if not os.path.exists(CHROMIUM):
