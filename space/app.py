@@ -122,6 +122,21 @@ def quantization_kwargs(quantization: str) -> dict:
     return {}
 
 
+def checkpoint_quantization(name: str | None, revision: str | None = None) -> str | None:
+    """The quantization method of a checkpoint saved quantized (`save_pretrained` of an int8 or NF4
+    model), else None. Such a checkpoint is held as it was saved, whatever INSTRUCTBLIP_QUANTIZATION
+    says: it is already the small form, and transformers cannot quantize it another way."""
+    if not name:
+        return None
+    from transformers import AutoConfig
+
+    saved = getattr(AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=True), "quantization_config", None)
+    if saved is None:
+        return None
+    method = saved.get("quant_method") if isinstance(saved, dict) else saved.quant_method
+    return str(getattr(method, "value", method))
+
+
 def _fit_cpu_4bit_kernel(model):
     """bitsandbytes' AVX512 CPU kernel for 4-bit layers (0.50) takes output widths that are multiples of
     32 and input widths that are multiples of the quantization block (64), and otherwise fails at the
@@ -139,7 +154,8 @@ def load_model(name: str | None = None, revision: str | None = None, quantizatio
     if name:
         from transformers import AutoModel, AutoProcessor
 
-        model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True, **quantization_kwargs(quantization))
+        kwargs = {} if checkpoint_quantization(name, revision) else quantization_kwargs(quantization)
+        model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True, **kwargs)
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=True)
         _fit_cpu_4bit_kernel(model)
         return model.eval(), processor
@@ -370,8 +386,12 @@ def launch(demo: gr.Blocks, limits: Limits = LIMITS, **kwargs):
 
 MODEL_NAME, ABOUT_MODEL = choose_model()
 QUANTIZATION = choose_quantization() if MODEL_NAME else "none"
-model, processor = load_model(MODEL_NAME, os.environ.get(REVISION_VARIABLE) or None, QUANTIZATION)
-if QUANTIZATION != "none":
+REVISION = os.environ.get(REVISION_VARIABLE) or None
+SAVED_QUANTIZATION = checkpoint_quantization(MODEL_NAME, REVISION)
+model, processor = load_model(MODEL_NAME, REVISION, QUANTIZATION)
+if SAVED_QUANTIZATION:
+    ABOUT_MODEL += f" Held as saved: quantized with {SAVED_QUANTIZATION} (`{QUANTIZATION_VARIABLE}` does not apply)."
+elif QUANTIZATION != "none":
     ABOUT_MODEL += f" Held as: {QUANTIZATION} (`{QUANTIZATION_VARIABLE}`)."
 demo = build_demo(model, processor, LIMITS, ABOUT_MODEL)
 

@@ -312,6 +312,31 @@ def test_on_a_cpu_the_demo_folder_is_served_int8_and_the_page_says_so(tmp_path):
     assert f"Held as: {served.QUANTIZATION}" in _page_text(served.demo)
 
 
+@pytest.mark.parametrize("wanted", ["nf4", "int8"])
+def test_a_checkpoint_saved_int8_is_served_as_saved_whatever_the_setting(tmp_path, wanted):
+    """A published int8 checkpoint (the smallest to serve on a CPU) is held as saved: transformers
+    refuses to re-quantize it another way (NF4), and the page says which quantization answers."""
+    from torchao.quantization import Int8WeightOnlyConfig
+    from transformers import TorchAoConfig
+
+    from modeling_instructblip import InstructBlipForConditionalGeneration, tiny
+
+    model, processor = tiny.build("llama", seed=3)
+    model.save_pretrained(tmp_path / "fp32")
+    saved = tmp_path / "demo_output" / "instructblip-tiny-trained"
+    int8 = InstructBlipForConditionalGeneration.from_pretrained(
+        tmp_path / "fp32", dtype=torch.bfloat16, quantization_config=TorchAoConfig(Int8WeightOnlyConfig())
+    )
+    int8.save_pretrained(saved)
+    processor.save_pretrained(saved)
+    served = import_app(tmp_path, name=f"instructblip_space_app_saved_{wanted}", environ={"INSTRUCTBLIP_QUANTIZATION": wanted})
+    assert served.SAVED_QUANTIZATION == "torchao"
+    assert type(served.model.language_model.model.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
+    assert "Held as saved: quantized with torchao" in _page_text(served.demo)
+    answer = served.make_answer_fn(served.model, served.processor, served.LIMITS)
+    assert answer(str(IMAGE), None, INSTRUCTION, 1, 4, False, 1.0, 0.9).strip()
+
+
 def test_a_configured_model_wins_over_the_demo_folder(app, tmp_path):
     (tmp_path / "demo_output" / "instructblip-tiny-trained").mkdir(parents=True)
     (tmp_path / "demo_output" / "instructblip-tiny-trained" / "config.json").write_text("{}")
