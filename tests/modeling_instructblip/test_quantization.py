@@ -191,14 +191,20 @@ def test_a_saved_torchao_model_reloads_quantized_and_answers_the_same(folders, t
     assert (tmp_path / "int8" / "model.safetensors").stat().st_size < (folder / "model.safetensors").stat().st_size
 
 
-@pytest.mark.parametrize("how", ["int8", "bf16"])
+@pytest.mark.parametrize("how", ["int8", "nf4", "bf16"])
 def test_publish_accepts_a_quantized_or_bf16_folder(folders, tmp_path, how):
     from huggingface_hub import ModelCard
 
     from publish import check_model_folder
 
     folder = folders("llama")
-    kwargs = {"quantization_config": TorchAoConfig(Int8WeightOnlyConfig())} if how == "int8" else {"dtype": torch.bfloat16}
+    kwargs = {
+        "int8": {"quantization_config": TorchAoConfig(Int8WeightOnlyConfig())},
+        "nf4": {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"), "dtype": torch.bfloat16},
+        "bf16": {"dtype": torch.bfloat16},
+    }[how]
+    if how == "nf4":
+        pytest.importorskip("bitsandbytes")
     model = InstructBlipForConditionalGeneration.from_pretrained(folder, **kwargs)
     target = tmp_path / how
     model.save_pretrained(target)
