@@ -61,15 +61,34 @@ VARIANTS = {
     # they are: what a published int8 / NF4 checkpoint gives
     "ours int8, saved int8 checkpoint": ("ours", "int8", None),
     "ours NF4, saved NF4 checkpoint": ("ours", "nf4", None),
+    # opt-in: the vision tower int8 too (a skip list of the user's own), for the smallest CPU memory
+    "ours int8 (torchao, LLM and ViT; rest bf16)": ("ours", "bf16", "int8-vision"),
+    "ours int8 LLM and ViT, saved checkpoint": ("ours", "int8-vision", None),
 }
-SAVED = {"int8": "ours int8 (torchao, LLM; rest bf16)", "nf4": "ours 4-bit NF4 (bitsandbytes CPU, LLM; rest bf16)"}
-REFERENCE = "transformers fp32"
+SAVED = {  # saved checkpoint -> the variant quantized while loading that it is saved from
+    "int8": "ours int8 (torchao, LLM; rest bf16)",
+    "nf4": "ours 4-bit NF4 (bitsandbytes CPU, LLM; rest bf16)",
+    "int8-vision": "ours int8 (torchao, LLM and ViT; rest bf16)",
+}
 FLAN_T5_XL = dict(
     d_model=2048, d_ff=5120, d_kv=64, num_heads=32, num_layers=24, num_decoder_layers=24, vocab_size=32128,
     feed_forward_proj="gated-gelu", dense_act_fn="gelu", tie_word_embeddings=False, model_type="t5",
     relative_attention_num_buckets=32, relative_attention_max_distance=128, layer_norm_epsilon=1e-6,
     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
 )
+VICUNA_7B = dict(  # Salesforce/instructblip-vicuna-7b's text_config (LLaMA-7B sizes; vocabulary with [PAD])
+    model_type="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+    num_key_value_heads=32, vocab_size=32001, max_position_embeddings=2048, rms_norm_eps=1e-6,
+    tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+)
+# --llm -> its text config, the config keys of its depth, the weight dtypes written, the reference model.
+# Vicuna-7B in fp32 (28 GB) does not fit this machine's 24 GB: its reference is transformers' bf16 model
+LLMS = {
+    "flan-t5-xl": dict(name="FlanT5-XL", text=FLAN_T5_XL, depth=("num_layers", "num_decoder_layers"), encoder_decoder=True,
+                       dtypes=("fp32", "bf16"), reference="transformers fp32", folder="", section=""),
+    "vicuna-7b": dict(name="Vicuna-7B", text=VICUNA_7B, depth=("num_hidden_layers",), encoder_decoder=False,
+                      dtypes=("bf16",), reference="transformers bf16", folder="vicuna-7b-", section=", Vicuna-7B"),
+}
 SHARD_BYTES = 2 << 30
 # what the weight files hold besides the config; a change rewrites them. FlanT5's output layer is its own
 # matrix (T5 v1.1): with it tied to the input embedding, random weights only ever repeat the last token
@@ -79,34 +98,39 @@ LAYOUT = "untied lm_head"
 # -- the weights -----------------------------------------------------------------------------------
 
 
-def _processor():
+def _processor(llm: str):
     from tokenizers import AddedToken
 
     from modeling_instructblip import InstructBlipImageProcessor, InstructBlipProcessor, tiny
 
-    tokenizer = tiny.train_t5_tokenizer()
+    encoder_decoder = LLMS[llm]["encoder_decoder"]
+    tokenizer = tiny.train_t5_tokenizer() if encoder_decoder else tiny.train_llama_tokenizer()
     tokenizer.add_tokens([AddedToken("<image>", normalized=False, special=True)], special_tokens=True)
     return InstructBlipProcessor(
         image_processor=InstructBlipImageProcessor(size=224),
         tokenizer=tokenizer,
         qformer_tokenizer=tiny.train_bert_tokenizer(),
         num_query_tokens=32,
-        is_encoder_decoder=True,
+        is_encoder_decoder=encoder_decoder,
     )
 
 
-def reference_config(vision_layers: int, text_layers: int):
-    """transformers' InstructBlipConfig for InstructBLIP (FlanT5-XL), optionally with fewer layers."""
+def reference_config(llm: str, vision_layers: int, text_layers: int):
+    """transformers' InstructBlipConfig for InstructBLIP (FlanT5-XL or Vicuna-7B), optionally with fewer layers."""
     from transformers import InstructBlipConfig
 
-    image_token = _processor().tokenizer.convert_tokens_to_ids("<image>")
+    image_token = _processor(llm).tokenizer.convert_tokens_to_ids("<image>")
     return InstructBlipConfig(
         vision_config=dict(num_hidden_layers=vision_layers),  # ViT-g/14 defaults otherwise
         qformer_config=dict(),  # bert-base sizes, cross-attention every 2nd layer, from 1408
-        text_config=dict(FLAN_T5_XL, num_layers=text_layers, num_decoder_layers=text_layers),
+        text_config=dict(LLMS[llm]["text"], **dict.fromkeys(LLMS[llm]["depth"], text_layers)),
         num_query_tokens=32,
         image_token_index=image_token,
     )
+
+
+def weights_folder(args) -> Path:
+    return Path(args.weights) / f"{LLMS[args.llm]['folder']}v{args.vision_layers}-t{args.text_layers}"
 
 
 def _fill(name: str, shape) -> torch.Tensor:
@@ -124,13 +148,13 @@ def _fill(name: str, shape) -> torch.Tensor:
     return values.mul_(shape[-1] ** -0.5)
 
 
-def write_weights(folder: Path, config):
-    """transformers' model folder (config + sharded safetensors) in fp32 and in bf16 under `folder`."""
+def write_weights(folder: Path, config, dtypes=("fp32", "bf16")):
+    """transformers' model folder (config + sharded safetensors) in each of `dtypes` under `folder`."""
     from safetensors.torch import save_file
     from transformers import InstructBlipForConditionalGeneration as Reference
 
     done = folder / "done.json"
-    key = {"config": config.to_dict(), "layout": LAYOUT}
+    key = {"config": config.to_dict(), "layout": LAYOUT, "dtypes": list(dtypes)}
     if done.exists() and json.loads(done.read_text()) == json.loads(json.dumps(key)):
         return
     for kind in SAVED:  # quantized checkpoints made from the old weights
@@ -144,17 +168,19 @@ def write_weights(folder: Path, config):
     # transformers builds every T5 tied (named_parameters lists `shared` only); FlanT5's checkpoints hold
     # a separate `lm_head`, and transformers' loader unties a model whose file has both
     tensors["language_model.lm_head.weight"] = skeleton.language_model.lm_head.weight
-    for dtype in ("fp32", "bf16"):
+    casts = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    for dtype in dtypes:
         (folder / dtype).mkdir(parents=True, exist_ok=True)
         config.save_pretrained(folder / dtype)
-    shard, shard_bytes, weight_map, number, total = {}, 0, {"fp32": {}, "bf16": {}}, 0, 0
+    shard, shard_bytes, weight_map, number, total = {}, 0, {dtype: {} for dtype in dtypes}, 0, 0
 
     def flush():
         nonlocal shard, shard_bytes, number
         if not shard:
             return
         number += 1
-        for dtype, cast in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for dtype in dtypes:
+            cast = casts[dtype]
             filename = f"model-{number:05d}.safetensors"
             save_file({k: v.to(cast) if v.is_floating_point() else v for k, v in shard.items()},
                       str(folder / dtype / filename), metadata={"format": "pt"})
@@ -173,7 +199,7 @@ def write_weights(folder: Path, config):
         if shard_bytes >= SHARD_BYTES:
             flush()
     flush()
-    for dtype in ("fp32", "bf16"):
+    for dtype in dtypes:
         index = {"metadata": {"total_parameters": total}, "weight_map": weight_map[dtype]}
         (folder / dtype / "model.safetensors.index.json").write_text(json.dumps(index))
     done.write_text(json.dumps(key))
@@ -223,11 +249,13 @@ def _load(variant: str, weights: Path):
     from modeling_instructblip import InstructBlipForConditionalGeneration
 
     kwargs = {}
-    if quantization == "int8":
+    if quantization in ("int8", "int8-vision"):
         from torchao.quantization import Int8WeightOnlyConfig
         from transformers import TorchAoConfig
 
-        kwargs["quantization_config"] = TorchAoConfig(Int8WeightOnlyConfig())
+        skip = InstructBlipForConditionalGeneration._quantization_skip_modules
+        skip = None if quantization == "int8" else [name for name in skip if name != "vision_model"]
+        kwargs["quantization_config"] = TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=skip)
     elif quantization == "nf4":
         from transformers import BitsAndBytesConfig
 
@@ -243,19 +271,19 @@ def _inputs(processor, picture, instruction: str, dtype):
     return inputs
 
 
-def save_quantized(kind: str, weights: Path, image: str):
+def save_quantized(kind: str, weights: Path, image: str, llm: str):
     """Quantize the bf16 weights while loading, answer once (bitsandbytes repacks its CPU weights at the
     first call; a model saved after serving must reload the same), save the folder `weights / kind`."""
     from PIL import Image
 
     model = _load(SAVED[kind], weights)
     with torch.inference_mode():
-        model.generate(**_inputs(_processor(), Image.open(image).convert("RGB"), PROMPTS["short answer"][1], torch.bfloat16),
+        model.generate(**_inputs(_processor(llm), Image.open(image).convert("RGB"), PROMPTS["short answer"][1], torch.bfloat16),
                        do_sample=False, num_beams=1, max_new_tokens=2)
     model.save_pretrained(weights / kind)
 
 
-def worker(variant: str, weights: Path, image: str) -> dict:
+def worker(variant: str, weights: Path, image: str, llm: str) -> dict:
     from PIL import Image
 
     from evaluation.tasks import TASKS, generate_kwargs
@@ -266,7 +294,7 @@ def worker(variant: str, weights: Path, image: str) -> dict:
     model = _load(variant, weights)
     result = {"variant": variant, "load_s": time.perf_counter() - started, "rss_after_load_mib": _rss_mib("VmRSS"),
               "anon_after_load_mib": _rss_mib("RssAnon")}
-    processor = _processor()
+    processor = _processor(llm)
     picture = Image.open(image).convert("RGB")
     dtype = next(model.parameters()).dtype if VARIANTS[variant][2] is None else torch.bfloat16
     result["latency_s"], result["answers"], result["new_tokens"] = {}, {}, {}
@@ -275,7 +303,7 @@ def worker(variant: str, weights: Path, image: str) -> dict:
         model.generate(**_inputs(processor, picture, PROMPTS["short answer"][1], dtype), do_sample=False, num_beams=1, max_new_tokens=2)
     for prompt, (task, instruction) in PROMPTS.items():
         inputs = _inputs(processor, picture, instruction, dtype)
-        settings = generate_kwargs(TASKS[task], True)
+        settings = generate_kwargs(TASKS[task], LLMS[llm]["encoder_decoder"])
         times = []
         for _ in range(2 if prompt == "short answer" else 1):  # short answers twice: an in-process spread
             started = time.perf_counter()
@@ -284,11 +312,13 @@ def worker(variant: str, weights: Path, image: str) -> dict:
             times.append(time.perf_counter() - started)
         result["latency_s"][prompt] = min(times)
         result.setdefault("all_latencies_s", {})[prompt] = times
-        result["answers"][prompt] = answer[0].tolist()
-        result["new_tokens"][prompt] = int(answer.shape[1] - 1)
+        # the generated tokens only: after T5's decoder start token, after a decoder-only LLM's prompt
+        start = 1 if LLMS[llm]["encoder_decoder"] else inputs["input_ids"].shape[1]
+        result["answers"][prompt] = answer[0, start:].tolist()
+        result["new_tokens"][prompt] = int(answer.shape[1] - start)
         with torch.inference_mode():  # greedy, for the agreement column
             greedy = model.generate(**inputs, do_sample=False, num_beams=1, max_new_tokens=10)
-        result["answers"][prompt + " greedy"] = greedy[0].tolist()
+        result["answers"][prompt + " greedy"] = greedy[0, start:].tolist()
     result["peak_rss_mib"] = _rss_mib("VmHWM")  # load and answers, mapped weight files included
     result["peak_anon_mib"] = anonymous.stop()
     return result
@@ -298,22 +328,25 @@ def worker(variant: str, weights: Path, image: str) -> dict:
 
 
 def run(args) -> list[dict]:
-    weights = Path(args.weights) / f"v{args.vision_layers}-t{args.text_layers}"
+    weights, llm = weights_folder(args), LLMS[args.llm]
     started = time.perf_counter()
-    write_weights(weights, reference_config(args.vision_layers, args.text_layers))
+    # in a process of its own, which gives its memory back when it ends
+    command = [sys.executable, __file__, "--write-weights", "--llm", args.llm, "--weights", args.weights,
+               "--vision-layers", str(args.vision_layers), "--text-layers", str(args.text_layers)]
+    subprocess.run(command, check=True, timeout=args.timeout)
     print(f"weights ready in {time.perf_counter() - started:.0f} s under {weights}", flush=True)
-    variants = [v for v in VARIANTS if v not in args.skip]
+    variants = [v for v in VARIANTS if v not in args.skip and (VARIANTS[v][1] in llm["dtypes"] or VARIANTS[v][1] in SAVED)]
     for kind in SAVED:
         if any(VARIANTS[v][1] == kind for v in variants) and not (weights / kind / "config.json").exists():
             # the saved checkpoint, made once from the bf16 weights in a process of its own
-            command = [sys.executable, __file__, "--save", kind, "--weights", str(weights), "--image", args.image]
+            command = [sys.executable, __file__, "--save", kind, "--weights", str(weights), "--image", args.image, "--llm", args.llm]
             subprocess.run(command, check=True, timeout=args.timeout)
     run_id = time.strftime("%Y%m%dT%H%M%S")
     runs = []
     for repeat in range(args.repeats):
         for variant in variants if repeat % 2 == 0 else variants[::-1]:
             command = [sys.executable, __file__, "--worker", variant, "--weights", str(weights), "--image", args.image,
-                       "--run-id", run_id, "--repeat", str(repeat)]
+                       "--run-id", run_id, "--repeat", str(repeat), "--llm", args.llm]
             done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
             lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
             if done.returncode != 0 or not lines:
@@ -335,10 +368,38 @@ def _spread(values) -> str:
     return f"{median:.2f}" if len(values) == 1 else f"{median:.2f} ({min(values):.2f}–{max(values):.2f})"
 
 
+def _decoding(task: str, llm: dict) -> str:
+    """The `generate` keywords the benchmark passes for `task` (evaluation/tasks.py), as code."""
+    from evaluation.tasks import TASKS, generate_kwargs
+
+    settings = generate_kwargs(TASKS[task], llm["encoder_decoder"])
+    return "`" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items() if v is not None) + "`"
+
+
+# the variant each one should answer exactly like: the same model in transformers' port at the same precision,
+# and a saved quantized checkpoint the model it was saved from
+TWINS = {"ours fp32": "transformers fp32", "ours bf16": "transformers bf16", **{
+    variant: SAVED[kind] for variant, (_, kind, _) in VARIANTS.items() if kind in SAVED}}
+
+
+def _agreement(paired: list[tuple[dict, dict]]) -> str:
+    """How many answers (per prompt and repeat) equal the paired run's, for beam search; greedy."""
+    agree = []
+    for suffix in ("", " greedy"):
+        pairs = [(_generated(r, p + suffix), _generated(other, p + suffix)) for r, other in paired for p in PROMPTS]
+        same = sum(answer == expected for answer, expected in pairs)
+        prefix = statistics.mean(_common_prefix(answer, expected) for answer, expected in pairs) if pairs else 0
+        agree.append(f"{same}/{len(pairs)}" + ("" if same == len(pairs) else f" (shared prefix {prefix:.0%})"))
+    return "; ".join(agree)
+
+
+def _generated(run: dict, key: str) -> list[int]:
+    """A run's generated tokens (runs logged before 2026-12-07 kept T5's decoder start token in front)."""
+    return run["answers"][key] if "llm" in run else run["answers"][key][1:]
+
+
 def _common_prefix(answer: list[int], expected: list[int]) -> float:
-    """The share of the reference's tokens (the decoder start left out) that an answer repeats before
-    it first differs."""
-    answer, expected = answer[1:], expected[1:]
+    """The share of the reference's tokens that an answer repeats before it first differs."""
     same = next((i for i, (a, b) in enumerate(zip(answer, expected)) if a != b), min(len(answer), len(expected)))
     return same / max(len(expected), 1)
 
@@ -350,12 +411,14 @@ def _pair(run: dict) -> tuple:
 
 def table(runs: list[dict], args) -> str:
     ok = [r for r in runs if "failed" not in r]
-    reference = {_pair(r): r for r in ok if r["variant"] == REFERENCE}
+    reference_name = LLMS[args.llm]["reference"]
+    reference = {_pair(r): r for r in ok if r["variant"] == reference_name}
     lines = [
         "| model | " + " | ".join(f"{p} s/answer" for p in PROMPTS) + " | "
         + " | ".join(f"{p} × ref" for p in PROMPTS)
-        + " | peak RSS GiB | × ref | peak anonymous GiB | × ref | same answers as ref (beam; greedy) |",
-        "|---" * (6 + 2 * len(PROMPTS)) + "|",
+        + " | peak RSS GiB | × ref | peak anonymous GiB | × ref | same answers as ref (beam; greedy) "
+        "| same answers as its twin (beam; greedy) |",
+        "|---" * (7 + 2 * len(PROMPTS)) + "|",
     ]
     for variant in VARIANTS:
         mine = [r for r in ok if r["variant"] == variant]
@@ -371,36 +434,38 @@ def table(runs: list[dict], args) -> str:
         for key in ("peak_rss_mib", "peak_anon_mib"):
             cells.append(_spread([r[key] / 1024 for r in mine]))
             cells.append(_spread([r[key] / ref[key] for r, ref in paired]))
-        agree = []
-        for suffix in ("", " greedy"):
-            pairs = [(r["answers"][p + suffix], ref["answers"][p + suffix]) for r, ref in paired for p in PROMPTS]
-            same = sum(answer == expected for answer, expected in pairs)
-            prefix = statistics.mean(_common_prefix(answer, expected) for answer, expected in pairs) if pairs else 0
-            agree.append(f"{same}/{len(pairs)}" + ("" if same == len(pairs) else f" ({prefix:.0%} of tokens before the first difference)"))
-        cells.append("; ".join(agree))
+        cells.append(_agreement(paired))
+        twin = {_pair(r): r for r in ok if r["variant"] == TWINS.get(variant)}
+        cells.append(f"{_agreement([(r, twin[_pair(r)]) for r in mine if _pair(r) in twin])} ({TWINS[variant]})"
+                     if twin else "–")
         lines.append("| " + " | ".join(cells) + " |")
     tokens = {p: sorted({r["new_tokens"][p] for r in ok}) for p in PROMPTS}
-    size = "ViT-g/14 (39 blocks) + Q-Former + FlanT5-XL (24+24 layers)" if (args.vision_layers, args.text_layers) == (39, 24) \
-        else f"reduced: {args.vision_layers} ViT blocks, {args.text_layers}+{args.text_layers} T5 layers"
+    llm = LLMS[args.llm]
+    depth = "+".join([str(args.text_layers)] * len(llm["depth"]))
+    real = (args.vision_layers, args.text_layers) == (39, llm["text"][llm["depth"][0]])
+    size = f"ViT-g/14 (39 blocks) + Q-Former + {llm['name']} ({depth} layers)" if real \
+        else f"reduced: {args.vision_layers} ViT blocks, {llm['name']} widths with {depth} layers"
+    reference_label = "transformers' " + reference_name.split()[-1] + " model"
     return "\n".join([
-        SECTION,
+        SECTION + llm["section"],
         "",
-        f"`python benchmarks/bench_serving.py --repeats {args.repeats}` (`make bench`), {size}, random weights, "
-        f"one 224 px image, {os.cpu_count()} CPU threads, torch {torch.__version__}. Each model in its own process, "
-        "alternating over repeats; median (min–max) over repeats; ratios against transformers' fp32 model in the same "
-        "repeat. Latency is one `generate` call (after an untimed warm-up call) with the paper's decoding (5 beams; short answer at most 10 tokens, "
-        "length penalty -1; caption 10–80 tokens, length penalty 1; repetition penalty 1.5), new tokens per answer: "
-        + ", ".join(f"{p} {'/'.join(map(str, t))}" for p, t in tokens.items())
+        f"`python benchmarks/bench_serving.py{' --llm ' + args.llm if args.llm != 'flan-t5-xl' else ''} --repeats {args.repeats}` "
+        f"(`make bench`), {size}, random weights, one 224 px image, {os.cpu_count()} CPU threads, torch {torch.__version__}. "
+        f"Each model in its own process, alternating over repeats; median (min–max) over repeats; ratios against "
+        f"{reference_label} in the same repeat. Latency is one `generate` call (after an untimed warm-up call) with the "
+        "paper's decoding (LAVIS's eval configs; " + "; ".join(f"{p}: {_decoding(task, llm)}" for p, (task, _) in PROMPTS.items())
+        + "), new tokens per answer: " + ", ".join(f"{p} {'/'.join(map(str, t))}" for p, t in tokens.items())
         + ". Latency cells: median (min–max) of every timed call (short answers are timed twice per process); ratios "
         "from each process's fastest call. Peak RSS is the process's high-water mark, loading included, which counts "
         "the memory-mapped safetensors pages it touched; peak anonymous memory (RssAnon, sampled every 20 ms) is what "
         "it holds that the kernel cannot drop (an fp32 or bf16 model's weights *are* mapped file pages, so for those "
-        "the RSS is the figure to plan with). Answers are "
-        "compared token for token with transformers' fp32 answers, per prompt and repeat, for the timed beam search "
-        "and for greedy decoding (10 tokens); where some differ, the share of the reference's tokens repeated before "
-        "the first difference is given. The random weights make the answers nonsense tokens, but different ones for "
-        "each prompt (FlanT5's output layer is its own random matrix, as in the real checkpoints), so a variant whose "
-        "rounding changes a decision shows here.",
+        f"the RSS is the figure to plan with). Answers are compared token for token with {reference_label}'s answers, "
+        "per prompt and repeat, for the timed beam search and for greedy decoding (10 tokens); where some differ, the "
+        "share of the reference's tokens repeated before the first difference is given. The random weights make the "
+        "answers nonsense tokens, but different ones for each prompt (the LLM's output layer is its own random matrix, "
+        "as in the real checkpoints), so a variant whose rounding changes a decision shows here."
+        + ("" if llm["reference"] == "transformers fp32" else
+           f" {llm['name']} in fp32 does not fit this machine's memory, so the reference is transformers' bf16 model."),
         "",
         *lines,
         "",
@@ -411,7 +476,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--vision-layers", type=int, default=39)
-    parser.add_argument("--text-layers", type=int, default=24)
+    parser.add_argument("--text-layers", type=int, help="the LLM's depth (default: the real one, 24+24 or 32)")
+    parser.add_argument("--llm", choices=sorted(LLMS), default="flan-t5-xl")
     parser.add_argument("--weights", default="/tmp/instructblip-serving-bench", help="where the random weights are written once")
     parser.add_argument("--image", default=str(ROOT / "assets" / "demo.jpg"))
     parser.add_argument("--skip", nargs="*", default=[], help="variant names to leave out")
@@ -422,12 +488,20 @@ def main(argv=None):
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
     parser.add_argument("--save", choices=sorted(SAVED), help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--write-weights", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.text_layers is None:
+        args.text_layers = LLMS[args.llm]["text"][LLMS[args.llm]["depth"][0]]
+    if args.write_weights:
+        config = reference_config(args.llm, args.vision_layers, args.text_layers)
+        write_weights(weights_folder(args), config, LLMS[args.llm]["dtypes"])
+        return None
     if args.save:
-        save_quantized(args.save, Path(args.weights), args.image)
+        save_quantized(args.save, Path(args.weights), args.image, args.llm)
         return None
     if args.worker:
-        result = json.dumps(worker(args.worker, Path(args.weights), args.image) | {"run_id": args.run_id, "repeat": args.repeat})
+        result = worker(args.worker, Path(args.weights), args.image, args.llm)
+        result = json.dumps(result | {"run_id": args.run_id, "repeat": args.repeat, "llm": args.llm})
         with open(Path(args.weights) / "runs.jsonl", "a") as log:  # every run kept, even if the parent stops
             log.write(result + "\n")
         print(result, flush=True)
