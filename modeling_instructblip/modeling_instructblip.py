@@ -701,16 +701,18 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             _unpack_cpu_4bit_weights(self)
         if quantizer is None or quantizer.quantization_config.quant_method != "torchao":
             return super().save_pretrained(save_directory, *args, **kwargs)
-        # torchao's reader splits every name it lists in `tensor_names` at its last dot, so a top-level
-        # parameter (`query_tokens`) makes a saved torchao model fail to load; plain tensors need no
-        # entry there (they load like any unquantized weight), so the top-level ones are left out
+        # torchao's reader splits every name it lists in `tensor_names` at its last dot (a top-level
+        # `query_tokens` fails to load) and, for each quantized weight, scans every name against every
+        # metadata entry (FlanT5-XL int8 took 70 s to load). Plain tensors load like any unquantized
+        # weight without entries, so only the quantized ones are listed
         flatten = quantizer.get_state_dict_and_metadata
 
         def state_dict_and_metadata(model):
             state_dict, metadata = flatten(model)
-            names = json.loads(metadata["tensor_names"])
-            metadata["tensor_names"] = json.dumps([name for name in names if "." in name])
-            return state_dict, metadata
+            names = json.loads(metadata.pop("tensor_names"))
+            plain = {name for name in names if json.loads(metadata[name])["_type"] == "Tensor"}
+            metadata = {key: value for key, value in metadata.items() if key not in plain}
+            return state_dict, metadata | {"tensor_names": json.dumps([name for name in names if name not in plain])}
 
         quantizer.get_state_dict_and_metadata = state_dict_and_metadata
         try:

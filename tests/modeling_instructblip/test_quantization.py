@@ -5,6 +5,7 @@ included); save and reload; the saved folders pass `publish model`'s check.
 Everything here runs on a CPU. bitsandbytes' GPU kernels are not exercised (its CPU backend is)."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -189,6 +190,12 @@ def test_a_saved_torchao_model_reloads_quantized_and_answers_the_same(folders, t
     assert torch.equal(reloaded.query_tokens, model.query_tokens)
     assert torch.equal(_paper_answers(reloaded, inputs), answers)
     assert (tmp_path / "int8" / "model.safetensors").stat().st_size < (folder / "model.safetensors").stat().st_size
+    # torchao's reader scans every listed name for each quantized weight: only the quantized ones are listed
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "int8" / "model.safetensors"), "pt") as saved:
+        listed = json.loads(saved.metadata()["tensor_names"])
+    assert sorted(listed) == sorted(f"{name}.weight" for name in _quantized_linears(model))
 
 
 @pytest.mark.parametrize("how", ["int8", "nf4", "bf16"])
