@@ -7,6 +7,7 @@ without renaming. Read top to bottom in the order data flows: vision tower -> Q-
 """
 
 import copy
+import functools
 import inspect
 import json
 from collections.abc import Callable
@@ -277,10 +278,8 @@ class InstructBlipQFormerEmbeddings(nn.Module):
     def forward(self, input_ids: torch.LongTensor | None, query_embeds: torch.Tensor, position_ids=None) -> torch.Tensor:
         if input_ids is not None and input_ids.shape[1] > 0:
             seq_len = input_ids.shape[1]
-            if seq_len > self.position_ids.shape[1]:
-                raise ValueError(
-                    f"qformer_input_ids has {seq_len} tokens; the Q-Former has {self.position_ids.shape[1]} positions"
-                )
+            if seq_len > (limit := self.position_ids.shape[1]):
+                raise ValueError(f"qformer_input_ids has {seq_len} tokens; the Q-Former has {limit} positions")
             if position_ids is None:
                 position_ids = self.position_ids[:, :seq_len]
             text = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
@@ -494,6 +493,20 @@ def _unpack_cpu_4bit_weights(model):
             module.quant_state = weight.quant_state = state
 
 
+def _int8_cpu_linear(module, x):
+    """torchao (0.18) int8 weight-only linear converts the whole int8 weight to bf16 per call (Vicuna's 4096 x 11008, 5 beams:
+    30 ms against 5 for PyTorch's `_weight_int8pack_mm`, which reads int8 as it is). That kernel wins up to ~16 rows
+    (decoding), needs bf16 inputs and 16-byte-aligned weights (it crashes on others); the rest runs torchao's linear."""
+    weight, bias = module.weight, module.bias
+    rows = x.reshape(-1, x.shape[-1])
+    if x.device.type != "cpu" or x.dtype != torch.bfloat16 or rows.shape[0] > 16 or weight.qdata.data_ptr() % 16 \
+            or not weight.qdata.is_contiguous():
+        return F.linear(x, weight, bias)
+    out = torch._weight_int8pack_mm(rows.contiguous(), weight.qdata, weight.scale.reshape(-1).to(x.dtype))
+    out = out.reshape(*x.shape[:-1], out.shape[-1])
+    return out if bias is None else out + bias
+
+
 def _suppress_placeholder_logits(module, args, output):
     """Forward hook on the LLM (`match_lavis`): the `<image>` placeholder's logit is the dtype's lowest
     value, so no softmax gives it probability (exp underflows to 0): the loss, ranking and beam scores
@@ -653,6 +666,13 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "LAVIS checkpoints, with `python -m modeling_instructblip.convert`."
                 ) from err
             raise
+        for module in model.modules():  # torchao int8 weight-only layers: PyTorch's int8 CPU kernel for decoding
+            weight = getattr(module, "weight", None)
+            int8 = isinstance(module, nn.Linear) and type(weight).__name__ == "Int8Tensor" and weight.act_quant_kwargs is None
+            if int8 and weight.act_pre_scale is None and weight.scale.numel() == weight.shape[0] \
+                    and not (weight.shape[0] % 64 or weight.shape[1] % 64):
+                weight.qdata = weight.qdata.clone() if weight.qdata.data_ptr() % 16 else weight.qdata  # off the kernel's alignment
+                module.forward = functools.partial(_int8_cpu_linear, module)
         return model
 
     @classmethod
@@ -778,10 +798,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         if pixel_values.dim() == 5:
             pixel_values = pixel_values.flatten(0, 1)
         if pixel_values.dim() != 4:
-            raise ValueError(
-                "pixel_values must be [batch, channels, height, width] or, for video, "
-                f"[batch, frames, channels, height, width]; got shape {tuple(pixel_values.shape)}"
-            )
+            raise ValueError("pixel_values must be [batch, channels, height, width] or, for video, "
+                             f"[batch, frames, channels, height, width]; got shape {tuple(pixel_values.shape)}")
         frozen = self._frozen_vision_modules()
         needs_grad = torch.is_grad_enabled() and any(p.requires_grad for m in frozen for p in m.parameters())
         with torch.set_grad_enabled(needs_grad):
@@ -846,9 +864,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             if qformer_attention_mask is not None:
                 qformer_attention_mask = qformer_attention_mask.repeat_interleave(num_frames, dim=0)
         if qformer_input_ids is not None and qformer_input_ids.shape[0] != num_images:
-            raise ValueError(
-                f"qformer_input_ids has {qformer_input_ids.shape[0]} rows for {num_images // num_frames} images"
-            )
+            raise ValueError(f"qformer_input_ids has {qformer_input_ids.shape[0]} rows for {num_images // num_frames} images")
         if qformer_input_ids is not None and qformer_attention_mask is None:
             qformer_attention_mask = torch.ones_like(qformer_input_ids)
         query_tokens = self.query_tokens.expand(num_images, -1, -1)
@@ -995,16 +1011,10 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             targets = self._without_placeholder_targets(targets)
             if targets is not None and self.training:
                 kwargs.setdefault("use_cache", False)  # no key/value cache to fill in training
-            if (
-                targets is not None
-                and self.training
-                and "logits_to_keep" not in kwargs
-                and self._lm_keeps_logits()
-                # their count is data: under torch.compile the graph keeps static shapes (all logits)
-                and not torch.compiler.is_compiling()
-            ):
-                # training needs logits only where a label is supervised: the visual tokens, the
-                # prompt and the padding need none, and the LM head over the vocabulary is costly
+            if targets is not None and self.training and "logits_to_keep" not in kwargs and self._lm_keeps_logits() \
+                    and not torch.compiler.is_compiling():
+                # training needs logits only where a label is supervised (the LM head is costly); not under
+                # torch.compile, whose graph keeps static shapes while the count of labels is data
                 supervised = targets != -100
                 kwargs["logits_to_keep"] = supervised
             outputs = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
@@ -1047,9 +1057,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
     @staticmethod
     def _lm_loss(logits, labels, num_items_in_batch=None):
         labels = labels.to(logits.device)
-        loss = F.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
-        )
+        loss = F.cross_entropy(logits.float().flatten(0, -2), labels.reshape(-1), ignore_index=-100, reduction="sum")
         if num_items_in_batch is None:
             num_items_in_batch = (labels != -100).sum()
         if torch.is_tensor(num_items_in_batch):
@@ -1175,10 +1183,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         encoder-decoder LLM's encoder output.
         """
         if candidate_input_ids.dim() != 3:
-            raise ValueError(
-                "candidate_input_ids must be [batch, candidates, length]; got shape "
-                f"{tuple(candidate_input_ids.shape)}"
-            )
+            raise ValueError(f"candidate_input_ids must be [batch, candidates, length], got {tuple(candidate_input_ids.shape)}")
         if candidate_attention_mask is None:
             candidate_attention_mask = torch.ones_like(candidate_input_ids)
         self._suppress_placeholder()
@@ -1186,10 +1191,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             pixel_values, qformer_input_ids, qformer_attention_mask, input_ids, attention_mask, None,
             vision_features, num_frames,
         )
-        if candidate_input_ids.shape[0] != inputs_embeds.shape[0]:
-            raise ValueError(
-                f"candidate_input_ids has {candidate_input_ids.shape[0]} samples, the prompts have {inputs_embeds.shape[0]}"
-            )
+        if (samples := candidate_input_ids.shape[0]) != inputs_embeds.shape[0]:
+            raise ValueError(f"candidate_input_ids has {samples} samples, the prompts have {inputs_embeds.shape[0]}")
         candidate_input_ids = candidate_input_ids.to(inputs_embeds.device)
         candidate_attention_mask = candidate_attention_mask.to(inputs_embeds.device)
         decoder_only = self.config.use_decoder_only_language_model
@@ -1197,9 +1200,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         sums = scorer(inputs_embeds, attention_mask, candidate_input_ids, candidate_attention_mask, candidate_batch_size)
         num_tokens = candidate_attention_mask.sum(-1)
         sums = sums.masked_fill(num_tokens == 0, float("-inf"))
-        return InstructBlipRankingOutput(
-            sum_logprobs=sums, num_tokens=num_tokens, mean_logprobs=sums / num_tokens.clamp(min=1)
-        )
+        return InstructBlipRankingOutput(sum_logprobs=sums, num_tokens=num_tokens, mean_logprobs=sums / num_tokens.clamp(min=1))
 
     @staticmethod
     def _token_logprobs(logits, target_ids, target_mask):
@@ -1231,9 +1232,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
 
     def _score_candidates_encoder_decoder(self, inputs_embeds, attention_mask, cand_ids, cand_mask, chunk):
         batch_size, num_cands, _ = cand_ids.shape
-        encoder_hidden = self.language_model.get_encoder()(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask
-        ).last_hidden_state
+        encoder = self.language_model.get_encoder()
+        encoder_hidden = encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
         pairs = torch.nonzero(cand_mask.any(-1))  # (sample, candidate) pairs that exist
         chunk = chunk or num_cands
         sums = torch.zeros(batch_size, num_cands, device=inputs_embeds.device)

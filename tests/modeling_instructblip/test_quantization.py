@@ -161,6 +161,35 @@ def test_int8_decodes_like_fp32_with_the_papers_settings(folders, text):
     _assert_decodes_like(int8, reference, inputs, tolerance=0.02)
 
 
+@pytest.mark.parametrize("rows", [5, 40])
+def test_int8_layers_decode_with_pytorchs_int8_cpu_kernel_and_compute_torchaos_linear(folders, tmp_path, rows):
+    """torchao's int8 weight-only linear converts the whole int8 weight at every call (six times the bf16
+    matmul's time at Vicuna's widths, 5 beams); layers whose widths are multiples of 64 (every real
+    model's) call `torch._weight_int8pack_mm` for bf16 inputs of at most 16 rows (decoding steps) on a
+    CPU. torchao's own linear (what `F.linear` dispatches to for its tensor) is the reference, layer by
+    layer, for the model quantized while loading and for its saved checkpoint (weights mapped from the
+    file, copied where the file leaves them off the kernel's 16-byte alignment: it crashes there)."""
+    folder = folders("llama", hidden=128)
+    config = TorchAoConfig(Int8WeightOnlyConfig())
+    model = InstructBlipForConditionalGeneration.from_pretrained(folder, dtype=torch.bfloat16, quantization_config=config)
+    model.save_pretrained(tmp_path / "int8")
+    calls = []
+    kernel = torch._weight_int8pack_mm
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "_weight_int8pack_mm", lambda *args: calls.append(args[1].shape) or kernel(*args))
+        for loaded in (model, InstructBlipForConditionalGeneration.from_pretrained(tmp_path / "int8")):
+            layers = {name: loaded.get_submodule(name) for name in _quantized_linears(loaded)}
+            wide = {name for name, m in layers.items() if m.in_features % 64 == 0 and m.out_features % 64 == 0}
+            assert wide and {name for name, m in layers.items() if hasattr(m.forward, "func")} == wide
+            generator = torch.Generator().manual_seed(0)
+            for name, module in layers.items():
+                x = torch.randn(1, rows, module.in_features, generator=generator).to(torch.bfloat16)
+                expected = torch.nn.functional.linear(x, module.weight, module.bias)
+                calls.clear()
+                torch.testing.assert_close(module(x), expected, rtol=2e-2, atol=2e-2, msg=name)
+                assert len(calls) == (name in wide and rows <= 16), name
+
+
 def test_the_match_lavis_hook_still_suppresses_the_placeholder_in_a_quantized_llm(folders):
     folder = folders("llama")
     model = InstructBlipForConditionalGeneration.from_pretrained(folder, quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))
