@@ -496,7 +496,8 @@ def _unpack_cpu_4bit_weights(model):
 def _int8_cpu_linear(module, x):
     """torchao (0.18) int8 weight-only linear converts the whole int8 weight to bf16 per call (Vicuna's 4096 x 11008, 5 beams:
     30 ms against 5 for PyTorch's `_weight_int8pack_mm`, which reads int8 as it is). That kernel wins up to ~16 rows
-    (decoding), needs bf16 inputs and 16-byte-aligned weights (it crashes on others); the rest runs torchao's linear."""
+    (decoding), needs bf16 inputs and 16-byte-aligned weights (it crashes on others: a mapped checkpoint may leave them
+    8 bytes off, and copying them would cost their memory); the rest runs torchao's linear."""
     weight, bias = module.weight, module.bias
     rows = x.reshape(-1, x.shape[-1])
     if x.device.type != "cpu" or x.dtype != torch.bfloat16 or rows.shape[0] > 16 or weight.qdata.data_ptr() % 16 \
@@ -671,7 +672,6 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
             int8 = isinstance(module, nn.Linear) and type(weight).__name__ == "Int8Tensor" and weight.act_quant_kwargs is None
             if int8 and weight.act_pre_scale is None and weight.scale.numel() == weight.shape[0] \
                     and not (weight.shape[0] % 64 or weight.shape[1] % 64):
-                weight.qdata = weight.qdata.clone() if weight.qdata.data_ptr() % 16 else weight.qdata  # off the kernel's alignment
                 module.forward = functools.partial(_int8_cpu_linear, module)
         return model
 
