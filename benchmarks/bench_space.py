@@ -175,8 +175,9 @@ def main(argv=None):
         quality = [
             "",
             f"Held-in accuracy of the same model (demo.py's report: the sample corpus's {fp32['questions']} VQAv2 "
-            "validation questions, greedy, at most 10 new tokens), fp32 against the ways the Space can hold it (the "
-            "quantized ones quantize the LLM only, the rest bf16): the CPU default, int8, "
+            "validation questions, greedy, at most 10 new tokens), fp32 against the ways the Space can hold it (int8 "
+            "and NF4 quantize the LLM only, the rest bf16) and against int8 for the vision tower too (our skip list "
+            "minus `vision_model`; not a Space setting). The CPU default, int8: "
             f"**{100 * fp32['accuracy']:.1f} % vs {100 * int8['accuracy']:.1f} %** "
             f"({100 * (int8['accuracy'] - fp32['accuracy']):+.1f} points; image-blind baseline {100 * fp32['baseline']:.1f} %). "
             "{} of the model's {} NF4 layers are too narrow for bitsandbytes' AVX512 4-bit kernel and run its plain "
