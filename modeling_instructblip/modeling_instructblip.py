@@ -667,7 +667,7 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "LAVIS checkpoints, with `python -m modeling_instructblip.convert`."
                 ) from err
             raise
-        for module in model.modules():  # torchao int8 weight-only layers: PyTorch's int8 CPU kernel for decoding
+        for module in (model[0] if isinstance(model, tuple) else model).modules():  # torchao int8: `_int8_cpu_linear`
             weight = getattr(module, "weight", None)
             int8 = isinstance(module, nn.Linear) and type(weight).__name__ == "Int8Tensor" and weight.act_quant_kwargs is None
             if int8 and weight.act_pre_scale is None and weight.scale.numel() == weight.shape[0] \
