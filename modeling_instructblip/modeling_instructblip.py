@@ -501,7 +501,7 @@ def _int8_cpu_linear(module, x):
     weight, bias = module.weight, module.bias
     rows = x.reshape(-1, x.shape[-1])
     if x.device.type != "cpu" or x.dtype != torch.bfloat16 or rows.shape[0] > 16 or weight.qdata.data_ptr() % 16 \
-            or not weight.qdata.is_contiguous():
+            or not weight.qdata.is_contiguous() or x.requires_grad:  # the kernel has no backward
         return F.linear(x, weight, bias)
     out = torch._weight_int8pack_mm(rows.contiguous(), weight.qdata, weight.scale.reshape(-1).to(x.dtype))
     out = out.reshape(*x.shape[:-1], out.shape[-1])
