@@ -181,7 +181,7 @@ def main(argv=None):
             f"**{100 * fp32['accuracy']:.1f} % vs {100 * int8['accuracy']:.1f} %** "
             f"({100 * (int8['accuracy'] - fp32['accuracy']):+.1f} points; image-blind baseline {100 * fp32['baseline']:.1f} %). "
             "{} of the model's {} NF4 layers are too narrow for bitsandbytes' AVX512 4-bit kernel and run its plain "
-            "path (space/app.py `_fit_cpu_4bit_kernel`), on the same 4-bit weights.".format(*accuracy["nf4"]["plain_4bit_path"]),
+            "path (our `from_pretrained` routes them), on the same 4-bit weights.".format(*accuracy["nf4"]["plain_4bit_path"]),
             "",
             "| question kind | " + " | ".join(HELD.values()) + " |",
             "|---" * (len(HELD) + 1) + "|",

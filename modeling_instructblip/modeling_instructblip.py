@@ -478,9 +478,8 @@ def resize_llm_vocabulary(language_model, rows: int):
 
 
 def _unpack_cpu_4bit_weights(model):
-    """bitsandbytes (0.50) repacks 4-bit weights for its AVX512 CPU kernel at the first forward; the inverse its
-    state dict applies leaves a plain absmax packed (a model saved after generating reloads with wrong weights)
-    and re-quantizes a double-quantized one. Undo the packing, keeping the absmax the kernel used, plain."""
+    """bitsandbytes (0.50) repacks 4-bit weights for its AVX512 CPU kernel at the first forward; its own inverse leaves a
+    plain absmax packed (saved, the model reloads wrong) and re-quantizes a nested one. Undo it, keeping the kernel's absmax."""
     from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
 
     for module in model.modules():
@@ -647,10 +646,8 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
         run arbitrary code, so pickled weights are refused (the LAVIS converter is the one place that
         reads pickles, with `weights_only=True`)."""
         if kwargs.get("use_safetensors") is False:
-            raise ValueError(
-                "use_safetensors=False is refused: pickled weights can run arbitrary code when loaded. "
-                "Save them as safetensors first (safetensors.torch.save_file)."
-            )
+            raise ValueError("use_safetensors=False is refused: pickled weights can run arbitrary code when loaded. "
+                             "Save them as safetensors first (safetensors.torch.save_file).")
         kwargs["use_safetensors"] = True
         if kwargs.get("quantization_config") is not None:
             kwargs["quantization_config"] = cls._with_quantization_skip_modules(kwargs["quantization_config"])
@@ -667,8 +664,10 @@ class InstructBlipForConditionalGeneration(InstructBlipPreTrainedModel, Generati
                     "LAVIS checkpoints, with `python -m modeling_instructblip.convert`."
                 ) from err
             raise
-        for module in (model[0] if isinstance(model, tuple) else model).modules():  # torchao int8: `_int8_cpu_linear`
+        for module in (model[0] if isinstance(model, tuple) else model).modules():  # quantized layers' CPU kernels
             weight = getattr(module, "weight", None)
+            if type(module).__name__ == "Linear4bit" and (module.out_features % 32 or module.in_features % 64):
+                module.support_avx512bf16_for_cpu = False  # bitsandbytes' AVX512 kernel fails on them; its plain path
             int8 = isinstance(module, nn.Linear) and type(weight).__name__ == "Int8Tensor" and weight.act_quant_kwargs is None
             if int8 and weight.act_pre_scale is None and weight.scale.numel() == weight.shape[0] \
                     and not (weight.shape[0] % 64 or weight.shape[1] % 64):

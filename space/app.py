@@ -137,17 +137,6 @@ def checkpoint_quantization(name: str | None, revision: str | None = None) -> st
     return str(getattr(method, "value", method))
 
 
-def _fit_cpu_4bit_kernel(model):
-    """bitsandbytes' AVX512 CPU kernel for 4-bit layers (0.50) takes output widths that are multiples of
-    32 and input widths that are multiples of the quantization block (64), and otherwise fails at the
-    first answer; such layers (a small model's) keep bitsandbytes' plain path, which dequantizes the
-    same 4-bit weights."""
-    for module in model.modules():
-        if type(module).__name__ == "Linear4bit":
-            if module.out_features % 32 or module.in_features % module.weight.quant_state.blocksize:
-                module.support_avx512bf16_for_cpu = False
-
-
 def load_model(name: str | None = None, revision: str | None = None, quantization: str = "none"):
     """(model, processor): `name` (Hub id or folder) with remote code, held as `quantization` says
     (`choose_quantization`), or the tiny demo model."""
@@ -157,7 +146,6 @@ def load_model(name: str | None = None, revision: str | None = None, quantizatio
         kwargs = {} if checkpoint_quantization(name, revision) else quantization_kwargs(quantization)
         model = AutoModel.from_pretrained(name, revision=revision, trust_remote_code=True, **kwargs)
         processor = AutoProcessor.from_pretrained(name, revision=revision, trust_remote_code=True)
-        _fit_cpu_4bit_kernel(model)
         return model.eval(), processor
     from modeling_instructblip import paper_generation_config, tiny
 

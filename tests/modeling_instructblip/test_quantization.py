@@ -271,6 +271,21 @@ def test_bitsandbytes_quantizes_the_llm_only_and_generates_on_cpu(folders, bits)
     assert answers.shape == (2, inputs["input_ids"].shape[1] + 4)
 
 
+def test_a_4bit_model_narrower_than_bitsandbytes_cpu_kernel_generates(folders):
+    """bitsandbytes' AVX512 4-bit kernel fails at the first forward on output widths that are not multiples
+    of 32 or input widths that are not of 64 (the tiny Llama is 48 wide): those layers take its plain path."""
+    pytest.importorskip("bitsandbytes")
+    folder = folders("llama")
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    model = InstructBlipForConditionalGeneration.from_pretrained(folder, quantization_config=config, dtype=torch.bfloat16)
+    layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+    assert layers and not any(m.support_avx512bf16_for_cpu for m in layers)
+    inputs = _inputs(folder, count=2)
+    inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+    answers = model.generate(**inputs, num_beams=1, max_new_tokens=4, min_new_tokens=4)
+    assert answers.shape == (2, inputs["input_ids"].shape[1] + 4)
+
+
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_a_4bit_model_saved_after_generating_on_cpu_reloads_with_its_weights(folders, tmp_path, double_quant):
     """bitsandbytes' CPU backend repacks each 4-bit weight (and its absmax, into bf16) at the first
