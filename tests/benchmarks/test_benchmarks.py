@@ -122,3 +122,58 @@ def test_make_bench_replaces_its_section_and_keeps_the_others(tmp_path):
     assert "first" not in text and text.count("## Model at the paper's widths") == 1
     assert text.startswith("# Benchmarks\n\n## Model at the paper's widths\n\nsecond\n\n## Data loading\n\nrows\n")
     assert text.endswith("## Training throughput on NVIDIA H200\n\n| ours | 140 |\n")
+
+
+def test_serving_weights_hold_flant5s_own_output_layer_so_answers_can_differ(tmp_path):
+    """The serving benchmark's random weights once tied FlanT5's lm_head to its input embedding
+    (transformers builds every T5 tied), so every model only ever repeated the decoder start token and
+    "same answers" held trivially. The files must hold a separate lm_head, loaded untied, and the
+    answers of a random model must differ between prompts."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+    from transformers import InstructBlipConfig
+    from transformers import InstructBlipForConditionalGeneration as Reference
+
+    bench = load("bench_serving")
+    image_token = bench._processor("flan-t5-xl").tokenizer.convert_tokens_to_ids("<image>")
+    text = dict(bench.FLAN_T5_XL, d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=1, num_decoder_layers=1)
+    config = InstructBlipConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, image_size=28,
+                           patch_size=14),
+        qformer_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+        text_config=text, num_query_tokens=4, image_token_index=image_token,
+    )
+    bench.write_weights(tmp_path, config, ("fp32",))
+    tensors = {}
+    for file in sorted((tmp_path / "fp32").glob("*.safetensors")):
+        tensors.update(load_file(file))
+    assert not torch.equal(tensors["language_model.lm_head.weight"], tensors["language_model.shared.weight"])
+    model = Reference.from_pretrained(tmp_path / "fp32").eval()
+    assert model.language_model.lm_head.weight is not model.language_model.shared.weight
+    processor = bench._processor("flan-t5-xl")
+    processor.num_query_tokens = 4
+    processor.image_processor.size = {"height": 28, "width": 28}
+    picture = Image.open(ROOT / "assets" / "demo.jpg").convert("RGB")
+    answers = []
+    for _, instruction in bench.PROMPTS.values():
+        inputs = bench._inputs(processor, picture, instruction, torch.float32)
+        answers.append(model.generate(**inputs, do_sample=False, max_new_tokens=6)[0, 1:].tolist())
+    assert answers[0] != answers[1] and all(len(set(answer)) > 1 for answer in answers)
+
+
+def test_serving_table_compares_each_variant_with_the_reference_and_its_twin():
+    bench = load("bench_serving")
+    ref = {"short answer": [5, 6, 7, 8], "caption": [1, 2, 3, 4]}
+
+    def run(variant, answers, repeat=0):
+        return {"variant": variant, "run_id": "x", "repeat": repeat, "llm": "flan-t5-xl",
+                "answers": {**answers, **{k + " greedy": v for k, v in answers.items()}}}
+
+    reference, twin = run("transformers bf16", ref), run("ours bf16", {"short answer": [5, 6, 9, 9], "caption": [1, 2, 3, 4]})
+    assert bench._agreement([(reference, reference)]) == "2/2; 2/2"
+    assert bench._agreement([(twin, reference)]) == "1/2 (shared prefix 75%); 1/2 (shared prefix 75%)"
+    assert bench.TWINS["ours bf16"] == "transformers bf16"
+    assert bench.TWINS["ours NF4, saved NF4 checkpoint"] == bench.SAVED["nf4"]
+    legacy = {"variant": "transformers fp32", "answers": {"caption": [0, 1, 2]}}  # logged with T5's start token
+    assert bench._generated(legacy, "caption") == [1, 2]
